@@ -1,0 +1,31 @@
+"""Errors raised by faceprint. Every one carries a message meant for a person."""
+
+
+class FaceprintError(Exception):
+    """Base class: anything faceprint refuses to do, with a clear reason."""
+
+    exit_code = 1
+
+
+class ImageError(FaceprintError):
+    """A file that is missing, unreadable, not an image, truncated or too large."""
+
+    exit_code = 3
+
+
+class NoFaceError(FaceprintError):
+    """An image in which no face was found where one was required."""
+
+    exit_code = 4
+
+
+class ModelError(FaceprintError):
+    """A model file that is missing, fails its checksum or cannot be loaded."""
+
+    exit_code = 5
+
+
+class GalleryError(FaceprintError):
+    """A gallery that cannot be opened, is empty where it must not be, or refuses a write."""
+
+    exit_code = 6

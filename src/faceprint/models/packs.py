@@ -1,0 +1,35 @@
+"""Model packs are data: which files, their sha256, licence, input spec and thresholds."""
+
+from __future__ import annotations
+
+from faceprint.models.store import ModelFile
+
+_DLIB_PKG = "face_recognition_models"
+
+MMOD_DETECTOR = ModelFile(
+    name="mmod_human_face_detector.dat",
+    sha256="4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+    licence="CC0-1.0",
+    package=_DLIB_PKG,
+)
+SHAPE_PREDICTOR_5 = ModelFile(
+    name="shape_predictor_5_face_landmarks.dat",
+    sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    licence="CC0-1.0",
+    package=_DLIB_PKG,
+)
+DLIB_RESNET = ModelFile(
+    name="dlib_face_recognition_resnet_model_v1.dat",
+    sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    licence="CC0-1.0",
+    package=_DLIB_PKG,
+)
+YUNET = ModelFile(
+    name="face_detection_yunet_2023mar.onnx",
+    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    licence="MIT",
+    url=(
+        "https://github.com/opencv/opencv_zoo/raw/main/models/"
+        "face_detection_yunet/face_detection_yunet_2023mar.onnx"
+    ),
+)

@@ -1,0 +1,76 @@
+"""The small typed records that flow through the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+Image = npt.NDArray[np.uint8]  # H x W x 3, RGB, uint8
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face box in pixel coordinates of the original image (left, top, right, bottom)."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    @property
+    def width(self) -> float:
+        return self.right - self.left
+
+    @property
+    def height(self) -> float:
+        return self.bottom - self.top
+
+    def as_list(self) -> list[float]:
+        return [self.left, self.top, self.right, self.bottom]
+
+    def iou(self, other: Box) -> float:
+        iw = min(self.right, other.right) - max(self.left, other.left)
+        ih = min(self.bottom, other.bottom) - max(self.top, other.top)
+        if iw <= 0 or ih <= 0:
+            return 0.0
+        inter = iw * ih
+        union = self.width * self.height + other.width * other.height - inter
+        return float(inter / union) if union > 0 else 0.0
+
+
+@dataclass
+class Face:
+    """One face found in an image.
+
+    ``landmarks`` are the 5 points used for alignment (x, y), in image pixels.
+    ``embedding`` is L2-normalised float32, or None until the face is embedded.
+    ``pack`` names the model pack that produced the embedding; templates of
+    different packs are never compared.
+    """
+
+    box: Box
+    score: float
+    landmarks: FloatArray
+    embedding: FloatArray | None = None
+    pack: str | None = None
+    quality: float | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, with_embedding: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "box": [round(v, 1) for v in self.box.as_list()],
+            "score": round(float(self.score), 4),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "pack": self.pack,
+        }
+        if self.quality is not None:
+            out["quality"] = round(float(self.quality), 4)
+        if self.attributes:
+            out["attributes"] = self.attributes
+        if with_embedding and self.embedding is not None:
+            out["embedding"] = [float(v) for v in self.embedding]
+        return out
