@@ -1,1 +1,5 @@
+"""Images in and out."""
 
+from faceprint.io.image import load_image, save_image
+
+__all__ = ["load_image", "save_image"]
