@@ -197,9 +197,7 @@ class SqliteGallery:
             pid = self._person_id(name)
             if new_name is not None:
                 try:
-                    db.execute(
-                        "UPDATE people SET name=? WHERE id=?", (_check_name(new_name), pid)
-                    )
+                    db.execute("UPDATE people SET name=? WHERE id=?", (_check_name(new_name), pid))
                 except sqlite3.IntegrityError as exc:
                     raise GalleryError(f"person {new_name!r} already exists") from exc
             if metadata is not None:

@@ -66,9 +66,7 @@ class ExactIndex:
         for row, cols in enumerate(top):
             vals = per_person[row, cols]
             best = cols[np.argsort(-vals, kind="stable")]
-            out.append(
-                [Hit(int(self._person_ids[c]), float(per_person[row, c])) for c in best]
-            )
+            out.append([Hit(int(self._person_ids[c]), float(per_person[row, c])) for c in best])
         return out
 
 

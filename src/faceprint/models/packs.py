@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from faceprint.models.store import ModelFile
 
 _DLIB_PKG = "face_recognition_models"
@@ -33,3 +36,42 @@ YUNET = ModelFile(
         "face_detection_yunet/face_detection_yunet_2023mar.onnx"
     ),
 )
+
+
+@dataclass(frozen=True)
+class Pack:
+    """An embedding model pack: its files, how faces are aligned for it, and its thresholds.
+
+    ``thresholds`` maps a target false-match rate to the cosine similarity at which that
+    rate was measured on labelled impostor pairs (see README, "Thresholds").
+    """
+
+    id: str
+    embedder: ModelFile
+    landmarks: ModelFile
+    dim: int
+    chip_size: int
+    chip_padding: float
+    thresholds: dict[float, float]
+    default_fmr: float
+    calibration: str
+
+    def threshold(self, fmr: float | None = None) -> float:
+        """Cosine threshold for a target false-match rate (the nearest one calibrated)."""
+        target = self.default_fmr if fmr is None else fmr
+        nearest = min(self.thresholds, key=lambda f: abs(math.log10(f) - math.log10(target)))
+        return self.thresholds[nearest]
+
+
+DLIB_PACK = Pack(
+    id="dlib-resnet-v1",
+    embedder=DLIB_RESNET,
+    landmarks=SHAPE_PREDICTOR_5,
+    dim=128,
+    chip_size=150,
+    chip_padding=0.25,
+    thresholds={1e-1: 0.90, 1e-2: 0.92, 1e-3: 0.93},
+    default_fmr=1e-3,
+    calibration="provisional",
+)
+DEFAULT_PACK = DLIB_PACK

@@ -1,0 +1,274 @@
+"""The ``faceprint`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from faceprint.errors import FaceprintError, GalleryError, NoFaceError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def default_gallery() -> Path:
+    env = os.environ.get("FACEPRINT_GALLERY")
+    return Path(env) if env else Path(platformdirs.user_data_dir("faceprint")) / "gallery.db"
+
+
+def _progress(items: Sequence[Any], desc: str, quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="photo", disable=quiet or len(items) < 2, file=sys.stderr)
+
+
+def _err(msg: str) -> None:
+    print(f"faceprint: {msg}", file=sys.stderr)
+
+
+def _folder_people(root: Path) -> list[tuple[str, list[Path]]]:
+    if not root.is_dir():
+        raise FaceprintError(f"{root}: not a directory (expected one sub-folder per person)")
+    people = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if photos:
+            people.append((sub.name, photos))
+    if not people:
+        raise FaceprintError(f"{root}: no sub-folders with photos (expected DIR/NAME/photo.jpg)")
+    return people
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from faceprint.gallery.gallery import Gallery, _photo_faces, enrollment_face
+
+    if args.from_folders:
+        if args.name or args.photos:
+            raise FaceprintError("give either NAME PHOTO... or --from-folders DIR, not both")
+        jobs = [
+            (name, p) for name, photos in _folder_people(Path(args.from_folders)) for p in photos
+        ]
+    else:
+        if not args.name or not args.photos:
+            raise FaceprintError("usage: faceprint enroll NAME PHOTO... | --from-folders DIR")
+        jobs = [(args.name, Path(p)) for p in args.photos]
+    failures = 0
+    added: dict[str, int] = {}
+    with Gallery(args.gallery, detector=args.detector, model_dir=args.model_dir) as gallery:
+        for name, path in _progress(jobs, "enrolling", args.quiet):
+            try:
+                faces, digest, label = _photo_faces(
+                    path, detector=args.detector, model_dir=args.model_dir
+                )
+                face = enrollment_face(faces, label)
+                if face.embedding is None:
+                    raise FaceprintError(f"{label}: face could not be embedded")
+                gallery.store.add_templates(
+                    name,
+                    [face.embedding],
+                    pack=face.pack or "",
+                    image_sha256=[digest],
+                    quality=[face.quality],
+                )
+                added[name] = added.get(name, 0) + 1
+            except FaceprintError as exc:
+                failures += 1
+                _err(f"skipped: {exc}")
+    for name, n in sorted(added.items()):
+        print(f"enrolled {name}: {n} photo{'s' if n != 1 else ''}")
+    if failures:
+        _err(f"{failures} of {len(jobs)} photos were not enrolled")
+        return 2
+    return 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from faceprint.cli.draw import draw_faces
+    from faceprint.gallery.gallery import Gallery
+    from faceprint.io import load_image, save_image
+
+    if args.draw and len(args.photos) != 1:
+        raise FaceprintError("--draw takes one photo at a time")
+    failures = 0
+    report: list[dict[str, Any]] = []
+    with Gallery(
+        args.gallery, create=False, detector=args.detector, model_dir=args.model_dir
+    ) as gallery:
+        if len(gallery) == 0:
+            raise GalleryError(f"{args.gallery}: the gallery is empty; enroll someone first")
+        for photo in _progress(args.photos, "identifying", args.quiet or args.json):
+            try:
+                image = load_image(photo)
+                results = gallery.identify(
+                    image, top_k=args.top_k, threshold=args.threshold, fmr=args.fmr
+                )
+            except FaceprintError as exc:
+                failures += 1
+                _err(str(exc))
+                report.append({"photo": photo, "error": str(exc)})
+                continue
+            report.append({"photo": photo, "faces": [r.to_dict() for r in results]})
+            if not args.json:
+                if not results:
+                    print(f"{photo}: no face found")
+                for i, r in enumerate(results):
+                    box = ",".join(str(round(v)) for v in r.face.box.as_list())
+                    who = r.name if r.name is not None else "unknown"
+                    print(
+                        f"{photo}\tface {i}\tbox {box}\t{who}\tsimilarity {r.score:.3f}"
+                        f" (threshold {r.threshold:.3f})"
+                    )
+            if args.draw:
+                labels = [
+                    f"{r.name} {r.score:.2f}" if r.name else f"unknown {r.score:.2f}"
+                    for r in results
+                ]
+                save_image(args.draw, draw_faces(image, [r.face for r in results], labels))
+                if not args.json:
+                    print(f"wrote {args.draw}")
+    if args.json:
+        print(json.dumps(report if len(report) != 1 else report[0], indent=2))
+    return 2 if failures else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from faceprint import verify
+
+    result = verify(
+        args.a,
+        args.b,
+        threshold=args.threshold,
+        fmr=args.fmr,
+        detector=args.detector,
+        model_dir=args.model_dir,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        verdict = "same person" if result.same else "different people"
+        fmr = f", target false-match rate {result.fmr:g}" if result.fmr else ""
+        print(f"{verdict}: similarity {result.score:.3f}, threshold {result.threshold:.3f}{fmr}")
+    return 0
+
+
+def cmd_people(args: argparse.Namespace) -> int:
+    from faceprint.gallery.sqlite import SqliteGallery
+
+    with SqliteGallery(args.gallery, create=False) as store:
+        people = store.list()
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {"name": p.name, "templates": p.templates, "metadata": p.metadata}
+                        for p in people
+                    ],
+                    indent=2,
+                )
+            )
+        else:
+            for p in people:
+                print(f"{p.name}\t{p.templates} template{'s' if p.templates != 1 else ''}")
+            print(f"{len(people)} people in {args.gallery}", file=sys.stderr)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from faceprint.gallery.sqlite import SqliteGallery
+
+    with SqliteGallery(args.gallery, create=False) as store:
+        n = store.remove(args.name)
+    print(f"forgot {args.name}: {n} template{'s' if n != 1 else ''} removed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faceprint", description="Offline face recognition: enroll, identify, verify."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--gallery",
+        type=Path,
+        default=default_gallery(),
+        help="gallery file (default: $FACEPRINT_GALLERY or the user data dir)",
+    )
+    common.add_argument(
+        "--model-dir",
+        default=None,
+        help="directory with model files (default: $FACEPRINT_MODEL_DIR)",
+    )
+    common.add_argument(
+        "--detector",
+        choices=["mmod", "yunet"],
+        default=None,
+        help="face detector (default: $FACEPRINT_DETECTOR or mmod)",
+    )
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    thresholds = argparse.ArgumentParser(add_help=False)
+    thresholds.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="cosine similarity threshold (overrides --fmr)",
+    )
+    thresholds.add_argument(
+        "--fmr",
+        type=float,
+        default=None,
+        help="target false-match rate, e.g. 1e-3 (the pack's calibration)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("enroll", parents=[common], help="add people from photos")
+    p.add_argument("name", nargs="?", help="the person's name")
+    p.add_argument("photos", nargs="*", help="photos with this person's face")
+    p.add_argument("--from-folders", metavar="DIR", help="DIR/NAME/*.jpg, one folder per person")
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("identify", parents=[common, thresholds], help="who is in these photos?")
+    p.add_argument("photos", nargs="+")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--draw", metavar="OUT.jpg", help="write the photo with boxes and names")
+    p.add_argument("--top-k", type=int, default=1, help="candidates per face")
+    p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("verify", parents=[common, thresholds], help="same person in A and B?")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("people", parents=[common], help="list enrolled people")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_people)
+
+    p = sub.add_parser("forget", parents=[common], help="remove a person and all their templates")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_forget)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NoFaceError as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except FaceprintError as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
