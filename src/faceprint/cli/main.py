@@ -95,7 +95,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
     if args.draw and len(args.photos) != 1:
         raise FaceprintError("--draw takes one photo at a time")
-    failures = 0
+    failures = no_face = 0
     report: list[dict[str, Any]] = []
     with Gallery(
         args.gallery, create=False, detector=args.detector, model_dir=args.model_dir
@@ -114,9 +114,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 report.append({"photo": photo, "error": str(exc)})
                 continue
             report.append({"photo": photo, "faces": [r.to_dict() for r in results]})
+            if not results:
+                no_face += 1
+                _err(f"{photo}: no face found")
             if not args.json:
-                if not results:
-                    print(f"{photo}: no face found")
                 for i, r in enumerate(results):
                     box = ",".join(str(round(v)) for v in r.face.box.as_list())
                     who = r.name if r.name is not None else "unknown"
@@ -134,7 +135,9 @@ def cmd_identify(args: argparse.Namespace) -> int:
                     print(f"wrote {args.draw}")
     if args.json:
         print(json.dumps(report if len(report) != 1 else report[0], indent=2))
-    return 2 if failures else 0
+    if failures:
+        return 2
+    return NoFaceError.exit_code if no_face else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -1,0 +1,127 @@
+"""End to end on real photos: detect -> align -> embed -> verify / enroll / identify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import faceprint
+from faceprint import Gallery, NoFaceError
+from faceprint.errors import GalleryError
+from faceprint.io import load_image
+
+from .conftest import FACES
+
+
+@pytest.fixture(scope="module")
+def embedded() -> dict[str, faceprint.Face]:
+    """The largest face of each labelled photo, embedded once."""
+    names = [
+        "img1.jpg", "img2.jpg", "img4.jpg", "img10.jpg", "img11.jpg",
+        "img13.jpg", "img14.jpg", "img15.jpg", "img16.jpg", "img17.jpg",
+        "img18.jpg", "img19.jpg",
+    ]  # fmt: skip
+    out = {}
+    for name in names:
+        faces = faceprint.embed(FACES / name)
+        assert faces, f"no face found in {name}"
+        out[name] = faces[0]
+    return out
+
+
+def test_face_record(embedded: dict[str, faceprint.Face]) -> None:
+    face = embedded["img1.jpg"]
+    assert face.embedding is not None and face.embedding.dtype == np.float32
+    assert face.embedding.shape == (128,)
+    assert np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert face.landmarks.shape == (5, 2)
+    assert face.pack == "dlib-resnet-v1"
+    assert face.box.width > 100 and face.score > 0
+
+
+def test_embedding_reproduces_dlib(
+    embedded: dict[str, faceprint.Face], reference: dict[str, Any]
+) -> None:
+    """Our whole pipeline (box, landmarks, chip, ResNet) against dlib's own descriptor."""
+    for name, face in embedded.items():
+        want = np.asarray(reference[name]["faces"][0]["descriptor"], np.float64)
+        assert face.embedding is not None
+        cos = float(face.embedding @ want / np.linalg.norm(want))
+        assert cos >= 0.99, (name, cos)
+
+
+def test_verify_same_and_different(embedded: dict[str, faceprint.Face]) -> None:
+    same = faceprint.verify(embedded["img1.jpg"], embedded["img2.jpg"])
+    assert same.same and same.score > same.threshold
+    diff = faceprint.verify(embedded["img1.jpg"], embedded["img13.jpg"])
+    assert not diff.same and diff.score < diff.threshold
+    assert same.fmr == pytest.approx(1e-3)
+    explicit = faceprint.verify(embedded["img1.jpg"], embedded["img13.jpg"], threshold=-1.0)
+    assert explicit.same and explicit.threshold == -1.0
+
+
+def test_verify_paths_and_no_face(tmp_path: Path) -> None:
+    result = faceprint.verify(FACES / "img13.jpg", FACES / "img14.jpg")
+    assert result.same
+    blank = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.new("RGB", (400, 300), (120, 130, 140)).save(blank)
+    with pytest.raises(NoFaceError, match="no face"):
+        faceprint.verify(blank, FACES / "img14.jpg")
+
+
+def test_gallery_enroll_identify_forget(
+    tmp_path: Path, embedded: dict[str, faceprint.Face]
+) -> None:
+    path = tmp_path / "people.db"
+    with Gallery(path) as g:
+        g.enroll("angelina", embedded["img1.jpg"], embedded["img2.jpg"])
+        g.enroll("jennifer", embedded["img13.jpg"], embedded["img14.jpg"])
+        g.enroll("scarlett", embedded["img16.jpg"])
+        assert [(p.name, p.templates) for p in g.list()] == [
+            ("angelina", 2), ("jennifer", 2), ("scarlett", 1),
+        ]  # fmt: skip
+        for probe, want in [("img10.jpg", "angelina"), ("img15.jpg", "jennifer"),
+                            ("img17.jpg", "scarlett"), ("img18.jpg", None)]:  # fmt: skip
+            (result,) = g.identify_faces([embedded[probe]], top_k=3)
+            assert result.name == want, (probe, result)
+            assert len(result.candidates) == 3
+        assert g.remove("scarlett") == 1
+        (result,) = g.identify_faces([embedded["img17.jpg"]])
+        assert result.name is None
+
+
+def test_gallery_enroll_from_photo_files(tmp_path: Path) -> None:
+    with Gallery(tmp_path / "g.db") as g:
+        ids = g.enroll("jennifer", FACES / "img13.jpg", load_image(FACES / "img14.jpg"))
+        assert len(ids) == 2
+        results = g.identify(FACES / "img15.jpg")
+        assert [r.name for r in results] == ["jennifer"]
+        # one bad photo: nothing of the call is stored
+        with pytest.raises(faceprint.ImageError):
+            g.enroll("jennifer", FACES / "img15.jpg", FACES / "missing.jpg")
+        assert g.list()[0].templates == 2
+
+
+def test_group_photo_is_not_enrolled(tmp_path: Path) -> None:
+    with Gallery(tmp_path / "g.db") as g, pytest.raises(GalleryError, match="faces of similar"):
+        g.enroll("someone", FACES / "couple.jpg")
+    with Gallery(tmp_path / "g.db") as g:
+        assert len(g) == 0
+
+
+def test_batched_embedding_equals_one_by_one() -> None:
+    from faceprint.embed import embed_faces, embed_many
+
+    image = load_image(FACES / "img59.jpg")  # two faces
+    faces = faceprint.detect(image)
+    assert len(faces) >= 2
+    together = [f.embedding for f in embed_faces(image, faces)]
+    alone = [embed_many([(image, [f])])[0][0].embedding for f in faceprint.detect(image)]
+    for a, b in zip(together, alone, strict=True):
+        assert a is not None and b is not None
+        assert float(a @ b) > 0.9999
