@@ -1,0 +1,510 @@
+"""dlib's MMOD CNN face detector (``mmod_human_face_detector.dat``, CC0) on ONNX Runtime.
+
+This reproduces ``dlib.cnn_face_detection_model_v1(path)(img, upsample)`` step by step; the
+network itself is converted from dlib's file to ONNX by :mod:`faceprint.models.dlib_dnn`.
+
+What dlib does, and what this module does the same way
+------------------------------------------------------
+1. *Upsampling* (only if ``upsample > 0``): the Python API enlarges the image with
+   ``pyramid_up(img, pyramid_down<2>)`` -- the output is ``(2*nr+1) x (2*nc+2)`` and is filled
+   by align-corners bilinear interpolation -- and maps boxes back with ``rect_down``
+   (``p/2 - (1.25, 0.75)`` per level, then rounded).
+2. *Tiled pyramid* (``input_rgb_image_pyramid<pyramid_down<6>>``): level sizes shrink by
+   ``floor(5/6 * n)`` until a level is under 5 rows; the levels are packed into one image,
+   a first column top to bottom (``pyramid_padding`` rows apart, ``pyramid_outer_padding``
+   all round) and, once the rest fits beside it, a second column bottom-up along the right
+   edge (see :func:`tiled_pyramid_layout`). The canvas is zero in the network's normalised
+   space, i.e. equal to the mean colour in raw RGB. Level 0 is the image; level ``i`` is
+   resized from level ``i-1`` *as stored in the canvas* by align-corners bilinear
+   interpolation (``tt::resize_bilinear`` -> ``resize_image``), not by ``pyramid_down``'s
+   own filter -- the DNN input layer builds its pyramid that way.
+3. *One forward pass* of the whole canvas.
+4. *Decoding* (``loss_mmod_::to_label``): every score ``> adjust_threshold`` at output cell
+   ``(c, r)`` becomes a detector-window-sized ``drectangle`` centred on the cell's input-space
+   position (``centered_drect``: ``(w-1)/2`` either side), is assigned to the pyramid level
+   whose tile is nearest to its rounded centre, shifted to that tile's origin and scaled up
+   to the image with ``pyramid_down<6>::point_up`` (``p*6/5 + 0.3`` per level).
+5. *NMS*: detections sorted by score (highest first); one is dropped if, after rounding to an
+   integer ``rectangle``, it overlaps a kept one by ``intersection / bounding-box-of-both``
+   ``> iou_thresh`` or covers more than ``percent_covered_thresh`` of either box
+   (``test_box_overlap`` from the loss options).
+
+Boxes are dlib ``rectangle`` s: integers, with *inclusive* right/bottom (``right - left + 1``
+pixels wide), exactly the numbers dlib's Python API returns.
+
+Speed
+-----
+The canvas is about 1.6x the image's height at its full width, so the cost grows with the
+pixel count (see the README / ``bench/mmod_vs_dlib.py`` for measured times). ``max_side``
+trades the smallest faces for speed without changing the arithmetic: the pyramid is built
+exactly as above, but the canvas starts at the first level whose longer side is at most
+``max_side`` and boxes are mapped up through the skipped levels as well. Only faces smaller
+than about ``80 * (6/5)**k`` pixels (``k`` skipped levels) are lost; larger faces are found
+on the same pyramid levels as at full resolution.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from faceprint import runtime
+from faceprint.errors import ImageError, ModelError
+from faceprint.types import Box, Face, Image
+
+__all__ = [
+    "MmodConfig",
+    "build_tiled_pyramid",
+    "detect",
+    "detect_many",
+    "nms",
+    "pyramid_up2",
+    "resize_align_corners",
+    "tiled_pyramid_layout",
+]
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+#: dlib's ``compute_tiled_image_pyramid_details`` stops below this many rows.
+_MIN_LEVEL_HEIGHT = 5
+
+
+# --------------------------------------------------------------------------------------------
+# configuration read from the model file
+
+
+@dataclass(frozen=True)
+class MmodConfig:
+    """The numbers from the ``.dat`` file that the pre/post-processing needs."""
+
+    onnx_path: Path
+    mean_rgb: tuple[float, float, float]
+    pyramid_padding: int
+    pyramid_outer_padding: int
+    pyramid_down: int  # N of pyramid_down<N>
+    windows: tuple[tuple[int, int], ...]  # detector windows (width, height), one per channel
+    nms_iou: float
+    nms_covered: float
+    #: output cell (c, r) -> input position: (c * sx + ox, r * sy + oy)
+    out_to_in: tuple[float, float, float, float]
+
+    @property
+    def rate(self) -> float:
+        return (self.pyramid_down - 1.0) / self.pyramid_down
+
+
+# --------------------------------------------------------------------------------------------
+# geometry: dlib rectangles are (left, top, right, bottom), integers, inclusive
+
+
+Rect = tuple[int, int, int, int]
+
+
+def _level_sizes(nr: int, nc: int, rate: float) -> list[tuple[int, int]]:
+    """Sizes (rows, cols) of the pyramid levels, as ``find_pyramid_down_output_image_size``."""
+    sizes = [(nr, nc)]
+    while True:
+        nr = math.floor(rate * nr)
+        nc = math.floor(rate * nc)
+        if nr * nc == 0 or nr < _MIN_LEVEL_HEIGHT:
+            break
+        sizes.append((nr, nc))
+    return sizes
+
+
+def _intersects(a: Rect, b: Rect) -> bool:
+    return max(a[0], b[0]) <= min(a[2], b[2]) and max(a[1], b[1]) <= min(a[3], b[3])
+
+
+def tiled_pyramid_layout(
+    nr: int, nc: int, padding: int, outer_padding: int, rate: float = 5.0 / 6.0
+) -> tuple[list[Rect], int, int]:
+    """Where each pyramid level goes in the tiled canvas, and the canvas size.
+
+    Returns ``(rects, canvas_rows, canvas_cols)``; ``rects[i]`` is level ``i``'s tile as an
+    inclusive (left, top, right, bottom). Same result as dlib's
+    ``impl::compute_tiled_image_pyramid_details``.
+    """
+    if nr * nc == 0:
+        return [], 0, 0
+    sizes = _level_sizes(nr, nc, rate)
+    width0, height0 = sizes[0][1], sizes[0][0]
+
+    total_height = sum(h + padding for h, _ in sizes) - 2 * padding
+    height = 0
+    prev_width = 0
+    for h, w in sizes:
+        # the first column ends once the next level fits beside the previous one and the
+        # first column is tall enough for the rest to double back along the right edge
+        if w <= width0 - prev_width - padding and (height - height0) * 2 >= (
+            total_height - height0
+        ):
+            break
+        height += h + padding
+        prev_width = w
+    height -= padding
+
+    canvas_rows = height + 2 * outer_padding
+    canvas_cols = width0 + 2 * outer_padding
+
+    rects: list[Rect] = []
+    y = outer_padding
+    i = 0
+    while y < height + outer_padding and i < len(sizes):
+        h, w = sizes[i]
+        rects.append((outer_padding, y, outer_padding + w - 1, y + h - 1))
+        y += h + padding
+        i += 1
+    y -= padding
+    while i < len(sizes):
+        h, w = sizes[i]
+        right, bottom = outer_padding + width0 - 1, y - 1
+        left, top = right - (w - 1), bottom - (h - 1)
+        rect = (left, top, right, bottom)
+        if _intersects(rects[0], rect):
+            break  # the second column would run into level 0
+        rects.append(rect)
+        y -= h + padding
+        i += 1
+    return rects, canvas_rows, canvas_cols
+
+
+# --------------------------------------------------------------------------------------------
+# resampling
+
+
+def _axis_weights(n_in: int, n_out: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], F32]:
+    """Align-corners bilinear taps along one axis, as dlib's ``resize_image``."""
+    scale = (n_in - 1) / max(n_out - 1, 1)
+    # dlib accumulates ``pos += scale``; the rounding differs from ``i * scale`` only in the
+    # last bits, which matter just where ``pos`` lands on an integer: take the same path.
+    pos = np.cumsum(np.full(n_out, scale, dtype=np.float64)) - scale
+    lo = np.floor(pos).astype(np.intp)
+    lo = np.clip(lo, 0, n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = (pos - lo).astype(np.float32)
+    return lo, hi, frac
+
+
+def resize_align_corners(src: F32, rows: int, cols: int) -> F32:
+    """Bilinear resize of a ``(C, H, W)`` float32 array with corners aligned."""
+    c, h, w = src.shape
+    ylo, yhi, yf = _axis_weights(h, rows)
+    xlo, xhi, xf = _axis_weights(w, cols)
+    # columns first (the image is wider than tall after the row pass otherwise; either order
+    # is the same bilinear function up to float rounding)
+    top = src[:, ylo, :]
+    bot = src[:, yhi, :]
+    yfw = yf[None, :, None]
+    rows_done = top + (bot - top) * yfw
+    left = rows_done[:, :, xlo]
+    right = rows_done[:, :, xhi]
+    out: F32 = (left + (right - left) * xf[None, None, :]).astype(np.float32, copy=False)
+    return out
+
+
+def pyramid_up2(image: Image) -> Image:
+    """dlib's ``pyramid_up(img, pyramid_down<2>)``: ``(2*nr+1) x (2*nc+2)``, bilinear."""
+    h, w = image.shape[:2]
+    planes = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    up = resize_align_corners(planes, 2 * h + 1, 2 * w + 2)
+    out: Image = np.clip(np.rint(up), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return np.ascontiguousarray(out)
+
+
+def _pyramid_levels(image: Image, rate: float, skip: int) -> tuple[list[tuple[int, int]], F32]:
+    """Level sizes of the full pyramid and the raw float RGB planes of level ``skip``."""
+    h, w = image.shape[:2]
+    sizes = _level_sizes(h, w, rate)
+    planes: F32 = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    for i in range(1, skip + 1):
+        planes = resize_align_corners(planes, sizes[i][0], sizes[i][1])
+    return sizes, planes
+
+
+def build_tiled_pyramid(
+    planes: F32,
+    mean_rgb: Sequence[float],
+    padding: int,
+    outer_padding: int,
+    rate: float = 5.0 / 6.0,
+) -> tuple[F32, list[Rect]]:
+    """The network input for one image: a ``(3, R, C)`` float32 canvas in raw RGB 0..255.
+
+    ``planes`` is the image as ``(3, H, W)`` float32. Every pixel outside the tiles holds the
+    mean colour (zero once the network subtracts it).
+    """
+    _, h, w = planes.shape
+    rects, rows, cols = tiled_pyramid_layout(h, w, padding, outer_padding, rate)
+    canvas = np.empty((3, rows, cols), dtype=np.float32)
+    canvas[:] = np.asarray(mean_rgb, dtype=np.float32)[:, None, None]
+    if not rects:
+        return canvas, rects
+    l0, t0, r0, b0 = rects[0]
+    canvas[:, t0 : b0 + 1, l0 : r0 + 1] = planes
+    prev = planes
+    for x0, y0, x1, y1 in rects[1:]:
+        level = resize_align_corners(prev, y1 - y0 + 1, x1 - x0 + 1)
+        canvas[:, y0 : y1 + 1, x0 : x1 + 1] = level
+        prev = level
+    return canvas, rects
+
+
+# --------------------------------------------------------------------------------------------
+# decoding
+
+
+def _nearest_rect(rects: list[Rect], x: int, y: int) -> int:
+    """dlib's ``nearest_rect``: the first tile containing the point, else the closest one."""
+    best, best_d = 0, math.inf
+    for i, (x0, y0, x1, y1) in enumerate(rects):
+        if x0 <= x <= x1 and y0 <= y <= y1:
+            return i
+        nx = min(max(x, x0), x1)
+        ny = min(max(y, y0), y1)
+        d = math.hypot(nx - x, ny - y)
+        if d < best_d:
+            best, best_d = i, d
+    return best
+
+
+def _round_half_up(v: float) -> int:
+    """dlib's double -> long conversion in ``rectangle``/``point``: ``floor(v + 0.5)``."""
+    return math.floor(v + 0.5)
+
+
+def _decode(
+    scores: F32,
+    cfg: MmodConfig,
+    rects: list[Rect],
+    adjust_threshold: float,
+    extra_levels: int,
+) -> list[tuple[float, float, float, float, float]]:
+    """Score map ``(K, H', W')`` -> (score, l, t, r, b) in image space (doubles), unsorted."""
+    sx, ox, sy, oy = cfg.out_to_in
+    up = cfg.pyramid_down / (cfg.pyramid_down - 1.0)
+    out: list[tuple[float, float, float, float, float]] = []
+    for k in range(scores.shape[0]):
+        win_w, win_h = cfg.windows[k]
+        rr, cc = np.nonzero(scores[k] > adjust_threshold)
+        for r, c in zip(rr.tolist(), cc.tolist(), strict=True):
+            px, py = c * sx + ox, r * sy + oy
+            hw, hh = (win_w - 1) / 2.0, (win_h - 1) / 2.0
+            left, top, right, bottom = px - hw, py - hh, px + hw, py + hh
+            cx = _round_half_up((left + right) / 2)
+            cy = _round_half_up((top + bottom) / 2)
+            lvl = _nearest_rect(rects, cx, cy)
+            ox0, oy0 = rects[lvl][0], rects[lvl][1]
+            pts = [left - ox0, top - oy0, right - ox0, bottom - oy0]
+            for _ in range(lvl + extra_levels):
+                pts = [v * up + 0.3 for v in pts]
+            out.append((float(scores[k, r, c]), pts[0], pts[1], pts[2], pts[3]))
+    return out
+
+
+def _area(r: Rect) -> int:
+    return max(0, r[2] - r[0] + 1) * max(0, r[3] - r[1] + 1)
+
+
+def _overlaps(a: Rect, b: Rect, iou: float, covered: float) -> bool:
+    """dlib's ``test_box_overlap``."""
+    inter = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    if inter == 0:
+        return False
+    outer = _area((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])))
+    return inter / outer > iou or inter / _area(a) > covered or inter / _area(b) > covered
+
+
+def nms(dets: Sequence[tuple[float, Rect]], iou: float, covered: float) -> list[tuple[float, Rect]]:
+    """Greedy NMS over (score, rect) pairs, highest score first, as ``loss_mmod_``."""
+    order = sorted(range(len(dets)), key=lambda i: -dets[i][0])
+    kept: list[tuple[float, Rect]] = []
+    for i in order:
+        score, rect = dets[i]
+        if any(_overlaps(k[1], rect, iou, covered) for k in kept):
+            continue
+        kept.append((score, rect))
+    return kept
+
+
+def _rect_down2(rect: tuple[float, float, float, float], levels: int) -> Rect:
+    """``pyramid_down<2>::rect_down`` applied ``levels`` times, rounded to a rectangle."""
+    x0, y0, x1, y1 = rect
+    for _ in range(levels):
+        x0, y0, x1, y1 = x0 / 2 - 1.25, y0 / 2 - 0.75, x1 / 2 - 1.25, y1 / 2 - 0.75
+    return (_round_half_up(x0), _round_half_up(y0), _round_half_up(x1), _round_half_up(y1))
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def _check_image(image: Image) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ImageError("mmod.detect needs a uint8 numpy array (H x W x 3, RGB)")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"mmod.detect needs an H x W x 3 RGB image, got shape {image.shape}")
+
+
+def _levels_to_skip(sizes: list[tuple[int, int]], max_side: int | None) -> int:
+    if max_side is None:
+        return 0
+    for i, (h, w) in enumerate(sizes):
+        if max(h, w) <= max_side:
+            return i
+    return len(sizes) - 1
+
+
+def _prepare(
+    image: Image, cfg: MmodConfig, upsample: int, max_side: int | None
+) -> tuple[F32, list[Rect], int]:
+    for _ in range(upsample):
+        image = pyramid_up2(image)
+    sizes = _level_sizes(image.shape[0], image.shape[1], cfg.rate)
+    skip = _levels_to_skip(sizes, max_side)
+    _, planes = _pyramid_levels(image, cfg.rate, skip)
+    canvas, rects = build_tiled_pyramid(
+        planes, cfg.mean_rgb, cfg.pyramid_padding, cfg.pyramid_outer_padding, cfg.rate
+    )
+    return canvas, rects, skip
+
+
+def _finish(
+    scores: F32,
+    cfg: MmodConfig,
+    rects: list[Rect],
+    skip: int,
+    upsample: int,
+    adjust_threshold: float,
+) -> list[Face]:
+    raw = _decode(scores, cfg, rects, adjust_threshold, skip)
+    dets = [
+        (s, (_round_half_up(x0), _round_half_up(y0), _round_half_up(x1), _round_half_up(y1)))
+        for s, x0, y0, x1, y1 in raw
+    ]
+    kept = nms(dets, cfg.nms_iou, cfg.nms_covered)
+    faces: list[Face] = []
+    for score, rect in kept:
+        if upsample:
+            rect = _rect_down2((float(rect[0]), rect[1], rect[2], rect[3]), upsample)
+        faces.append(
+            Face(
+                box=Box(float(rect[0]), float(rect[1]), float(rect[2]), float(rect[3])),
+                score=float(score),
+                landmarks=np.zeros((0, 2), dtype=np.float32),
+            )
+        )
+    return faces
+
+
+def detect(
+    image: Image,
+    *,
+    upsample: int = 0,
+    adjust_threshold: float = 0.0,
+    model_dir: str | Path | None = None,
+    max_side: int | None = None,
+) -> list[Face]:
+    """Faces found by dlib's MMOD CNN detector, as ``cnn_face_detection_model_v1(img, upsample)``.
+
+    ``box`` is dlib's integer rectangle (inclusive right/bottom), ``score`` its confidence;
+    faces come highest score first; ``landmarks`` is an empty ``(0, 2)`` array.
+    ``max_side`` (default off) starts the pyramid at the first level whose longer side is at
+    most ``max_side``: faster on big photos, misses only faces too small for that level.
+    """
+    _check_image(image)
+    if upsample < 0:
+        raise ValueError("upsample must be >= 0")
+    cfg = load_config(model_dir)
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        return []
+    canvas, rects, skip = _prepare(image, cfg, upsample, max_side)
+    if not rects:
+        return []
+    (scores,) = runtime.run(cfg.onnx_path, canvas[None])[:1]
+    return _finish(scores[0], cfg, rects, skip, upsample, adjust_threshold)
+
+
+def detect_many(
+    images: Sequence[Image],
+    *,
+    upsample: int = 0,
+    adjust_threshold: float = 0.0,
+    model_dir: str | Path | None = None,
+    max_side: int | None = None,
+    batch_size: int = 4,
+) -> list[list[Face]]:
+    """:func:`detect` for several images; same-sized images run together in one batch.
+
+    dlib's own batch call requires images of one size (one tiled layout per batch); here
+    images are grouped by size, so any mix is accepted, and results are in input order.
+    On CPU a batch saves little time; it mainly bounds the number of runtime calls.
+    """
+    for image in images:
+        _check_image(image)
+    cfg = load_config(model_dir)
+    results: list[list[Face]] = [[] for _ in images]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        if image.shape[0] and image.shape[1]:
+            groups.setdefault((image.shape[0], image.shape[1]), []).append(i)
+    for idxs in groups.values():
+        for start in range(0, len(idxs), max(1, batch_size)):
+            chunk = idxs[start : start + max(1, batch_size)]
+            prepared = [_prepare(images[i], cfg, upsample, max_side) for i in chunk]
+            rects, skip = prepared[0][1], prepared[0][2]
+            if not rects:
+                continue
+            batch = np.stack([p[0] for p in prepared])
+            (scores,) = runtime.run(cfg.onnx_path, batch)[:1]
+            for j, i in enumerate(chunk):
+                results[i] = _finish(scores[j], cfg, rects, skip, upsample, adjust_threshold)
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# model loading (the reader and converter live in faceprint.models.dlib_dnn)
+
+_configs: dict[str, MmodConfig] = {}
+_config_lock = threading.Lock()
+
+
+def load_config(model_dir: str | Path | None = None) -> MmodConfig:
+    """Locate the ``.dat`` file, convert it once to ONNX (cached) and read its options."""
+    from faceprint.models import dlib_dnn
+
+    onnx_path = dlib_dnn.mmod_onnx_path(model_dir)
+    key = str(onnx_path)
+    with _config_lock:
+        cfg = _configs.get(key)
+    if cfg is not None:
+        return cfg
+    model = dlib_dnn.mmod_model(model_dir)
+    if not model.is_detector or model.input.get("type") != "input_rgb_image_pyramid":
+        raise ModelError("the MMOD detector file is not an image-pyramid MMOD network")
+    loss = model.loss
+    if loss.get("use_bounding_box_regression"):
+        raise ModelError("MMOD models with bounding box regression are not supported")
+    sy, oy, sx, ox = dlib_dnn.output_to_input_transform(model)
+    mean = model.input["mean_rgb"]
+    cfg = MmodConfig(
+        onnx_path=onnx_path,
+        mean_rgb=(float(mean[0]), float(mean[1]), float(mean[2])),
+        pyramid_padding=int(model.input["pyramid_padding"]),
+        pyramid_outer_padding=int(model.input["pyramid_outer_padding"]),
+        pyramid_down=int(model.input.get("pyramid_down", 6)),
+        windows=tuple((int(w["width"]), int(w["height"])) for w in loss["detector_windows"]),
+        nms_iou=float(loss["overlaps_nms"]["iou_thresh"]),
+        nms_covered=float(loss["overlaps_nms"]["percent_covered_thresh"]),
+        out_to_in=(sx, ox, sy, oy),
+    )
+    with _config_lock:
+        _configs[key] = cfg
+    return cfg
