@@ -327,24 +327,31 @@ def detect_batch(
 ) -> list[list[Face]]:
     """Detect faces in several RGB uint8 images; one list of faces per image.
 
-    Images are resized as in :func:`detect`, zero-padded bottom/right to a common size and run
-    ``batch_size`` at a time in one network call (YuNet's converted graph takes batch > 1).
-    Padding shared by a batch can change scores near the bottom/right edge very slightly
-    compared with running an image alone. Faces are sorted by descending score.
+    Images are resized as in :func:`detect` and zero-padded bottom/right to a multiple of 32;
+    those with the same padded size (video frames, photos from one camera, tiles) run
+    ``batch_size`` at a time in one network call (the converted YuNet graph takes batch > 1).
+    Images are never padded further to share a batch, since that perturbs detections near
+    their bottom/right edge, so results equal :func:`detect` image by image.
+    Faces are sorted by descending score.
     """
     for image in images:
         _check_image(image)
     path = model_path(model_dir)
     scales = [_scale_for(im.shape, max_side) for im in images]
-    raws: list[Raw] = []
-    # group images of similar input size so padding stays small
-    order = sorted(range(len(images)), key=lambda i: images[i].shape[0] * scales[i])
+    work = [_resize(im, sc) for im, sc in zip(images, scales, strict=True)]
+    # Batch only images whose padded input size is the same: padding an image further than
+    # its own multiple of 32 changes the network's output near its bottom/right edge.
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, im in enumerate(work):
+        groups.setdefault((_pad_up(im.shape[0]), _pad_up(im.shape[1])), []).append(i)
     by_index: dict[int, Raw] = {}
-    for start in range(0, len(order), max(1, batch_size)):
-        idx = order[start : start + max(1, batch_size)]
-        work = [_resize(images[i], scales[i]) for i in idx]
-        for i, (b, s, m) in zip(idx, _run(path, work, score_threshold), strict=True):
-            by_index[i] = (b / scales[i], s, m / scales[i])
+    step = max(1, batch_size)
+    for members in groups.values():
+        for start in range(0, len(members), step):
+            idx = members[start : start + step]
+            outs = _run(path, [work[i] for i in idx], score_threshold)
+            for i, (b, s, m) in zip(idx, outs, strict=True):
+                by_index[i] = (b / scales[i], s, m / scales[i])
     raws = [by_index[i] for i in range(len(images))]
     results: list[list[Face]] = []
     for image, (b, s, m) in zip(images, raws, strict=True):
