@@ -32,8 +32,15 @@ must be about 1.6 % of the longest image side. To find smaller faces in a large 
 raise ``max_side`` (``None`` = full resolution, cost grows with the pixel count) or pass
 ``tile=True``: the image is also cut at full resolution (or at ``tile_max_side``) into
 overlapping ``tile_size`` tiles that run as one batch, and the detections of every pass are
-merged by NMS. A detection that touches an inner tile border is dropped, because a face smaller
-than the overlap lies whole inside a neighbouring tile and a larger one is seen by the global pass.
+merged by NMS. Tile detections are kept only if no larger than ``tile_overlap`` (such a face
+lies whole inside some tile), not touching an inner tile border (a neighbour sees it whole) and
+not mostly inside a global detection (a mouth or an ear of a big face); larger faces are the
+global pass's job. The network's largest boxes are a few hundred pixels, so a full-resolution
+pass alone (``max_side=None``) can miss a face that fills a big photo: keep the downscaled pass.
+
+Measured on 2 CPU threads (ONNX Runtime 1.x, this machine): 640x480 ~35 ms; 1382x1868 ~50 ms
+(downscaled to 473x640); 4352x2903 ~140 ms, ~1.9 s with ``tile=True``.
+Batching same-size inputs gives the same results and about the same time per image on CPU.
 """
 
 from __future__ import annotations
