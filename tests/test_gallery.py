@@ -25,13 +25,13 @@ def test_crud_and_persistence(tmp_path: Path) -> None:
         g.add_templates("alice", list(unit(rng, 2)), pack="p1", metadata={"team": "a"})
         g.add_templates("bob", list(unit(rng, 3)), pack="p1")
         g.add_templates("alice", list(unit(rng, 1)), pack="p1")
-        assert [(p.name, p.templates) for p in g.list()] == [("alice", 3), ("bob", 3)]
+        assert [(p.name, p.templates) for p in g.people()] == [("alice", 3), ("bob", 3)]
         g.update_person("bob", new_name="robert", metadata={"x": 1})
     with SqliteGallery(path, create=False) as g:
         assert g.get("robert").metadata == {"x": 1}
         assert g.get("alice").metadata == {"team": "a"}
         assert g.remove("alice") == 3
-        assert [p.name for p in g.list()] == ["robert"]
+        assert [p.name for p in g.people()] == ["robert"]
         with pytest.raises(GalleryError, match="no person named 'alice'"):
             g.remove("alice")
         assert len(g.templates()) == 3
@@ -45,7 +45,7 @@ def test_refuses_to_mix_packs_and_keeps_data(tmp_path: Path) -> None:
             g.add_templates("carol", list(unit(rng, 1)), pack="p2")
         with pytest.raises(GalleryError, match="refusing to mix"):
             g.add_templates("carol", list(unit(rng, 1, d=512)), pack="p1")
-        assert [p.name for p in g.list()] == ["alice"]  # carol was not half-created
+        assert [p.name for p in g.people()] == ["alice"]  # carol was not half-created
 
 
 def test_failed_write_rolls_back(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_failed_write_rolls_back(tmp_path: Path) -> None:
         bad = list(unit(rng, 2)) + [np.full(128, np.nan, np.float32)]
         with pytest.raises(GalleryError):
             g.add_templates("dave", bad, pack="p1")
-        assert [p.name for p in g.list()] == ["alice"]
+        assert [p.name for p in g.people()] == ["alice"]
         assert len(g.templates()) == 1
 
 

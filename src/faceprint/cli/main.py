@@ -164,7 +164,7 @@ def cmd_people(args: argparse.Namespace) -> int:
     from faceprint.gallery.sqlite import SqliteGallery
 
     with SqliteGallery(args.gallery, create=False) as store:
-        people = store.list()
+        people = store.people()
         if args.json:
             print(
                 json.dumps(

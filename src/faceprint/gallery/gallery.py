@@ -175,8 +175,9 @@ class Gallery:
                     f"face template of pack {f.pack!r} cannot be searched in a gallery of {pack!r}"
                 )
         probes = np.stack([f.embedding for f in faces if f.embedding is not None])
-        results = []
-        for face, cands in zip(faces, self.store.search(probes, k=max(1, top_k)), strict=True):
+        results: list[Identification] = []
+        hits: list[list[Candidate]] = self.store.search(probes, k=max(1, top_k))
+        for face, cands in zip(faces, hits, strict=True):
             best = cands[0]
             name = best.name if best.score >= thr else None
             results.append(Identification(face, name, best.score, thr, cands[:top_k]))
@@ -186,7 +187,7 @@ class Gallery:
         return self.store.remove(name)
 
     def list(self) -> list[Person]:
-        return self.store.list()
+        return self.store.people()
 
     def __len__(self) -> int:
         return len(self.store)

@@ -219,7 +219,7 @@ class SqliteGallery:
             raise GalleryError(f"no person named {name!r} in {self.path}")
         return Person(row[0], int(row[1]), json.loads(row[2]), float(row[3]))
 
-    def list(self) -> list[Person]:
+    def people(self) -> list[Person]:
         rows = self._db.execute(
             "SELECT p.name, COUNT(t.id), p.metadata, p.created FROM people p "
             "LEFT JOIN templates t ON t.person_id = p.id GROUP BY p.id ORDER BY p.name"

@@ -52,7 +52,7 @@ def _decode(data: bytes, name: str) -> Image:
             old_limit = PILImage.MAX_IMAGE_PIXELS
             PILImage.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding
             try:
-                img = PILImage.open(io.BytesIO(data))
+                img: PILImage.Image = PILImage.open(io.BytesIO(data))
             finally:
                 PILImage.MAX_IMAGE_PIXELS = old_limit
             width, height = img.size

@@ -747,10 +747,14 @@ def map_output_to_input(model: DnnModel, row: float, col: float) -> tuple[float,
 _convert_lock = threading.Lock()
 
 
+#: Bump when to_onnx changes, so graphs converted by an older faceprint are not reused.
+CONVERTER_VERSION = 1
+
+
 def converted_onnx(spec: ModelFile, kind: str, model_dir: Path | str | None = None) -> Path:
     """Locate a dlib ``.dat`` model, convert it to ONNX once, and return the cached path."""
     source = store.locate(spec, model_dir)
-    target = store.converted_path(kind, store.sha256_of(source))
+    target = store.converted_path(f"{kind}-c{CONVERTER_VERSION}", store.sha256_of(source))
     if target.is_file():
         return target
     with _convert_lock:
