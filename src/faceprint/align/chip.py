@@ -107,8 +107,7 @@ def _affine_from_3(
 ) -> npt.NDArray[np.float64]:
     """The affine map taking three points src to dst: 2x3."""
     a = np.hstack((src, np.ones((3, 1))))
-    m: npt.NDArray[np.float64] = np.linalg.solve(a, dst).T
-    return m
+    return np.asarray(np.linalg.solve(a, dst).T, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------
@@ -136,7 +135,7 @@ def pyramid_down(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         return np.zeros((0, 0) + img.shape[2:], dtype=np.uint8)
     out_c = (nc - 3) // 2
     out_r = (nr - 3) // 2
-    src = img.astype(np.uint32)
+    src = img.astype(np.uint16)  # as dlib: sums reach at most 16 * 16 * 255 = 65280
     span = 2 * out_c - 1
     rows = (
         src[:, 0:span:2]
