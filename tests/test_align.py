@@ -1,0 +1,184 @@
+"""Landmarks and face chips against dlib's own output (fixtures made with dlib 20.0.1)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceprint.align.chip import chip_details, chip_transform, extract_chip, extract_chips
+from faceprint.align.shape_predictor import ShapePredictor, read_shape_predictor
+from faceprint.errors import ModelError
+from faceprint.models import packs, store
+
+SHARED = Path("/work/shared")
+FACES = SHARED / "faces"
+FIXTURES = SHARED / "fixtures"
+REFERENCE = FIXTURES / "dlib_reference.json"
+
+pytestmark = pytest.mark.skipif(not REFERENCE.is_file(), reason="shared dlib fixtures absent")
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    images: dict[str, Any] = json.loads(REFERENCE.read_text())["images"]
+    return images
+
+
+@pytest.fixture(scope="module")
+def predictor() -> ShapePredictor:
+    return ShapePredictor.load()
+
+
+def load_rgb(name: str) -> np.ndarray:
+    # as dlib.load_rgb_image: no EXIF rotation (none of these files carries one)
+    with Image.open(FACES / name) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_fixture_images_have_no_exif_rotation(reference: dict[str, Any]) -> None:
+    for name in reference:
+        with Image.open(FACES / name) as im:
+            assert im.getexif().get(0x0112, 1) == 1, name
+
+
+def test_landmarks_match_dlib_on_all_images(
+    reference: dict[str, Any], predictor: ShapePredictor
+) -> None:
+    errors: list[float] = []
+    exact = faces = 0
+    for name, rec in reference.items():
+        img = load_rgb(name)
+        assert list(img.shape[:2]) == rec["size_hw"], name
+        for face in rec["faces"]:
+            pred = predictor.predict(img, face["box_ltrb"])
+            assert pred.shape == (5, 2) and pred.dtype == np.float32
+            err = np.linalg.norm(pred - np.asarray(face["landmarks5"]), axis=1)
+            assert err.max() <= 2.0, (name, pred.tolist(), face["landmarks5"])
+            errors.extend(err.tolist())
+            exact += int(err.max() == 0)
+            faces += 1
+    assert faces >= 60  # every face of every image in the fixture
+    arr = np.asarray(errors)
+    print(
+        f"\nlandmarks: {faces} faces, max error {arr.max():.3f} px, mean {arr.mean():.4f} px, "
+        f"{exact} faces identical to dlib"
+    )
+    assert arr.mean() < 0.25
+
+
+def test_subpixel_and_batched_prediction(
+    reference: dict[str, Any], predictor: ShapePredictor
+) -> None:
+    name = max(reference, key=lambda k: len(reference[k]["faces"]))
+    rec = reference[name]
+    assert len(rec["faces"]) >= 2
+    img = load_rgb(name)
+    boxes = [f["box_ltrb"] for f in rec["faces"]]
+    many = predictor.predict_many(img, boxes)
+    assert many.shape == (len(boxes), 5, 2)
+    for box, pts in zip(boxes, many, strict=True):
+        np.testing.assert_array_equal(pts, predictor.predict(img, box))
+        sub = predictor.predict(img, box, subpixel=True)
+        assert np.abs(sub - pts).max() <= 0.5 + 1e-4
+    assert predictor.predict_many(img, np.zeros((0, 4))).shape == (0, 5, 2)
+
+
+def test_box_partly_outside_image(predictor: ShapePredictor) -> None:
+    img = load_rgb("img1.jpg")
+    h, w = img.shape[:2]
+    pts = predictor.predict(img, [w - 300, h - 300, w + 200, h + 200])
+    assert np.isfinite(pts).all()
+
+
+def test_prediction_speed(predictor: ShapePredictor) -> None:
+    img = load_rgb("img1.jpg")
+    box = [407, 318, 994, 905]
+    predictor.predict(img, box)
+    best = min(_timed(lambda: predictor.predict(img, box)) for _ in range(20))
+    print(f"\nshape predictor: {best * 1000:.2f} ms per face (best of 20)")
+    assert best < 0.05  # generous: shared, loaded test machines
+
+
+def _timed(fn: Any) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def test_load_is_cached() -> None:
+    assert ShapePredictor.load() is ShapePredictor.load()
+
+
+def _chip_cases(reference: dict[str, Any]) -> list[tuple[str, Path]]:
+    cases = []
+    for png in sorted((FIXTURES / "chips").glob("*_face0_150.png")):
+        name = png.name.removesuffix("_face0_150.png") + ".jpg"
+        if name in reference:
+            cases.append((name, png))
+    return cases
+
+
+def test_chips_match_dlib(reference: dict[str, Any]) -> None:
+    cases = _chip_cases(reference)
+    assert len(cases) >= 8
+    diffs = []
+    for name, png in cases:
+        img = load_rgb(name)
+        chip = extract_chip(img, reference[name]["faces"][0]["landmarks5"], 150, 0.25)
+        assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8
+        with Image.open(png) as im:
+            want = np.asarray(im.convert("RGB"))
+        diff = float(np.abs(chip.astype(np.int16) - want.astype(np.int16)).mean())
+        diffs.append(diff)
+        assert diff < 3.0, (name, diff)
+    print(f"\nchips: mean abs pixel difference per chip {[round(d, 3) for d in diffs]}")
+
+
+def test_extract_chips_batch(reference: dict[str, Any]) -> None:
+    img = load_rgb("img1.jpg")
+    lms = [f["landmarks5"] for f in reference["img1.jpg"]["faces"]] * 2
+    chips = extract_chips(img, lms, size=112, padding=0.1)
+    assert chips.shape == (len(lms), 112, 112, 3)
+    np.testing.assert_array_equal(chips[0], extract_chip(img, lms[0], 112, 0.1))
+    assert extract_chips(img, [], 150).shape == (0, 150, 150, 3)
+
+
+def test_chip_transform_maps_landmarks_to_template(reference: dict[str, Any]) -> None:
+    lm = np.asarray(reference["img1.jpg"]["faces"][0]["landmarks5"], dtype=np.float64)
+    m = chip_transform(lm, size=150, padding=0.25)
+    assert m.shape == (2, 3)
+    mapped = lm @ m[:, :2].T + m[:, 2]
+    # the eye corners land where dlib's mean face puts them, up to the fit residual
+    assert np.all((mapped > 0) & (mapped < 150))
+    assert mapped[0, 0] > mapped[2, 0]  # landmark 0 (one eye) right of landmark 2
+    (x0, y0, x1, y1), angle = chip_details(lm, 150, 0.25)
+    assert abs(angle) < 0.2 and x1 > x0 and y1 > y0
+
+
+def test_truncated_file_raises_model_error(tmp_path: Path) -> None:
+    data = store.locate(packs.SHAPE_PREDICTOR_5).read_bytes()
+    for cut in (0, 5, 1000, len(data) // 2, len(data) - 3):
+        bad = tmp_path / f"cut{cut}.dat"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ModelError):
+            read_shape_predictor(bad)
+
+
+def test_foreign_file_raises_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError):
+        read_shape_predictor(FACES / "img1.jpg")
+    detector = store.locate(packs.MMOD_DETECTOR)  # a dlib file, but not a shape predictor
+    with pytest.raises(ModelError):
+        read_shape_predictor(detector)
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(ModelError):
+        ShapePredictor.from_file(junk)
+    with pytest.raises(ModelError):
+        ShapePredictor.from_file(tmp_path / "missing.dat")
