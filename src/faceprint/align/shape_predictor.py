@@ -169,24 +169,30 @@ def parse_shape_predictor(data: bytes, what: str = "shape predictor") -> ShapePr
         if n_trees not in (-1, trees):
             raise r.fail("cascade levels with different numbers of trees are not supported")
         n_trees = trees
-        for _ in range(trees):
-            splits = r.count(1 << 20)
-            if n_splits not in (-1, splits):
-                raise r.fail("trees of different depths are not supported")
-            n_splits = splits
-            sp = r.take(4 * splits).reshape(splits, 4)
-            n_leaves = r.count(1 << 21)
-            if n_leaves != splits + 1 or n_leaves & (n_leaves - 1):
-                raise r.fail(f"tree with {splits} splits and {n_leaves} leaves")
-            per_leaf = 2 + 2 * 2 * n_parts
-            lv = r.take(n_leaves * per_leaf).reshape(n_leaves, per_leaf)
-            if np.any(np.abs(lv[:, 0]) != 2 * n_parts) or np.any(np.abs(lv[:, 1]) != 1):
-                raise r.fail("leaf vector of unexpected size")
-            idx1.append(sp[:, 0])
-            idx2.append(sp[:, 1])
-            thresh.append(_to_float(sp[:, 2], sp[:, 3]))
-            pairs = lv[:, 2:].reshape(n_leaves, 2 * n_parts, 2)
-            leaves.append(_to_float(pairs[..., 0], pairs[..., 1]))
+        if trees == 0:
+            continue
+        # all trees of a model have the same depth: read a cascade level as one block
+        splits = int(r.t[r.pos]) if r.pos < len(r.t) else -1
+        if splits < 0 or splits > 1 << 16 or n_splits not in (-1, splits):
+            raise r.fail("trees of different or implausible depths")
+        n_splits = splits
+        n_leaves = splits + 1
+        if n_leaves & (n_leaves - 1):
+            raise r.fail(f"tree with {splits} splits is not a full binary tree")
+        per_leaf = 2 + 2 * 2 * n_parts
+        per_tree = 2 + 4 * splits + n_leaves * per_leaf
+        block = r.take(trees * per_tree).reshape(trees, per_tree)
+        if np.any(block[:, 0] != splits) or np.any(block[:, 1 + 4 * splits] != n_leaves):
+            raise r.fail("trees of different depths are not supported")
+        sp = block[:, 1 : 1 + 4 * splits].reshape(trees, splits, 4)
+        lv = block[:, 2 + 4 * splits :].reshape(trees, n_leaves, per_leaf)
+        if np.any(np.abs(lv[..., 0]) != 2 * n_parts) or np.any(np.abs(lv[..., 1]) != 1):
+            raise r.fail("leaf vector of unexpected size")
+        idx1.append(sp[..., 0])
+        idx2.append(sp[..., 1])
+        thresh.append(_to_float(sp[..., 2], sp[..., 3]))
+        pairs = lv[..., 2:].reshape(trees, n_leaves, 2 * n_parts, 2)
+        leaves.append(_to_float(pairs[..., 0], pairs[..., 1]))
 
     if r.count(1000) != n_casc:
         raise r.fail("anchor index list does not match the number of cascades")
@@ -297,11 +303,16 @@ class ShapePredictor:
         self._init = m.initial_shape.astype(np.float32).view(np.complex64)[:, 0]  # (P,)
         self._deltas = np.ascontiguousarray(m.deltas).view(np.complex64)[..., 0]  # (C,F)
         self._anchor = m.anchor_idx.astype(np.intp)
-        self._idx1 = m.split_idx1.reshape(c, t * s).astype(np.intp)
-        self._idx2 = m.split_idx2.reshape(c, t * s).astype(np.intp)
-        self._thr = m.split_thresh.reshape(c, t * s)
-        self._tree_base = np.arange(t) * s
         self._table = _leaf_table(self._depth)
+        # with a leaf table, splits are padded to 16 per tree so that packing the
+        # outcomes gives one 16-bit code per tree
+        width = 16 if self._table is not None else s
+        pad = ((0, 0), (0, 0), (0, width - s))
+        self._width = width
+        self._idx1 = np.pad(m.split_idx1, pad).reshape(c, t * width).astype(np.intp)
+        self._idx2 = np.pad(m.split_idx2, pad).reshape(c, t * width).astype(np.intp)
+        self._thr = np.pad(m.split_thresh, pad).reshape(c, t * width)
+        self._tree_base = np.arange(t) * width
         n_leaves = s + 1
         self._leaf_base = np.arange(t) * n_leaves
         self._leaves = np.ascontiguousarray(m.leaf_values.reshape(c, t * n_leaves, -1))
@@ -358,7 +369,7 @@ class ShapePredictor:
         origin = rects[:, None, 0:2]  # (N,1,2)
         scale = rects[:, None, 2:4] - origin  # (right-left, bottom-top)
         n_trees = len(self._tree_base)
-        n_splits = self._idx1.shape[1] // n_trees
+        n_splits = self.model.split_idx1.shape[2]
         walk_base = np.arange(n)[:, None] * self._idx1.shape[1] + self._tree_base
         # shapes as complex64 x + iy: (N, P)
         shape = np.repeat(self._init[None, :], n, axis=0)
@@ -370,18 +381,17 @@ class ShapePredictor:
             feat = tform * self._deltas[c] + shape[:, self._anchor[c]]  # (N,F) float32
             xy = np.floor(origin + scale * feat.view(np.float32).reshape(n, -1, 2) + 0.5)
             ixy = xy.astype(np.int64)
-            inside = (ixy.astype(np.uint64) < limits).all(axis=-1)  # negatives wrap
+            ok = ixy.view(np.uint64) < limits  # negatives wrap to huge values
+            inside = ok[..., 0] & ok[..., 1]
             flat = np.where(inside, ixy[..., 1] * w + ixy[..., 0], 0)
-            rgb = flat_img[flat]  # (N,F,3)
+            rgb = np.take(flat_img, flat, axis=0)  # (N,F,3)
             feats = (rgb.sum(axis=-1, dtype=np.uint16) // 3 * inside).astype(np.float32)
             # every split of every tree at once (left when a - b > thresh) ...
-            right = feats[:, self._idx1[c]] - feats[:, self._idx2[c]] <= self._thr[c]
+            f1 = np.take(feats, self._idx1[c], axis=1)
+            right = f1 - np.take(feats, self._idx2[c], axis=1) <= self._thr[c]
             # ... then the leaf each tree reaches
             if self._table is not None:
-                bits = np.packbits(right.reshape(n * n_trees, n_splits), axis=1)
-                code = bits[:, 0].astype(np.intp) << 8
-                if bits.shape[1] > 1:
-                    code |= bits[:, 1]
+                code = np.packbits(right).view(">u2")  # one code per tree
                 leaf = self._table[code].reshape(n, n_trees)
             else:
                 flat_right = right.ravel()
@@ -389,10 +399,11 @@ class ShapePredictor:
                 for _ in range(self._depth):
                     node = 2 * node + 1 + flat_right[walk_base + node]
                 leaf = node - n_splits
-            steps = self._leaves_c[c][leaf + self._leaf_base]  # (N,T,P)
-            # dlib adds the trees' leaf vectors to the shape one after another in float32
+            steps = np.take(self._leaves_c[c], leaf + self._leaf_base, axis=0)  # (N,T,P)
+            # dlib adds the trees' leaf vectors to the shape one after another in float32;
+            # a reduction over a non-contiguous axis accumulates in exactly that order
             seq = np.concatenate((shape[:, None, :], steps), axis=1).view(np.float32)
-            shape = np.cumsum(seq, axis=1, dtype=np.float32)[:, -1].view(np.complex64)
+            shape = np.add.reduce(seq, axis=1, dtype=np.float32).view(np.complex64)
         pts = shape.view(np.float32).reshape(n, p, 2).astype(np.float64)
         out = origin + scale * pts
         if not subpixel:
