@@ -265,8 +265,8 @@ def _similarity_weights(src: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]
     s = src - src.mean(axis=0)
     sigma = float((s * s).sum())
     k = np.zeros((len(src), 2, 2))
-    if sigma == 0:  # degenerate mean shape: identity, as dlib
-        return k.reshape(-1, 2)
+    if sigma == 0:
+        raise ModelError("shape predictor with a degenerate initial shape (all points equal)")
     k[:, 0, 0] = s[:, 0] / sigma  # a += sx*dx
     k[:, 1, 0] = s[:, 1] / sigma  # a += sy*dy
     k[:, 1, 1] = s[:, 0] / sigma  # b += sx*dy
