@@ -56,6 +56,7 @@ import numpy.typing as npt
 
 from faceprint import runtime
 from faceprint.errors import ImageError, ModelError
+from faceprint.models import dlib_dnn
 from faceprint.types import Box, Face, Image
 
 __all__ = [
@@ -94,6 +95,18 @@ class MmodConfig:
     nms_covered: float
     #: output cell (c, r) -> input position: (c * sx + ox, r * sy + oy)
     out_to_in: tuple[float, float, float, float]
+    #: the convolutions as (kernel, stride, padding) per axis, to know when the score map
+    #: of a canvas would be empty: ((ky, sy, py), (kx, sx, px)) per layer
+    convs: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] = ()
+
+    def output_size(self, rows: int, cols: int) -> tuple[int, int]:
+        """Score map size for a canvas of ``rows x cols`` (<= 0 when too small)."""
+        for (ky, sy, py), (kx, sx, px) in self.convs:
+            if rows <= 0 or cols <= 0:
+                break
+            rows = 1 + (rows + 2 * py - ky) // sy
+            cols = 1 + (cols + 2 * px - kx) // sx
+        return rows, cols
 
     @property
     def rate(self) -> float:
@@ -194,20 +207,34 @@ def _axis_weights(n_in: int, n_out: int) -> tuple[npt.NDArray[np.intp], npt.NDAr
 
 
 def resize_align_corners(src: F32, rows: int, cols: int) -> F32:
-    """Bilinear resize of a ``(C, H, W)`` float32 array with corners aligned."""
+    """Bilinear resize of a ``(C, H, W)`` float32 array with corners aligned.
+
+    Rows are blended by gathering whole rows; columns by multiplying blocks of the result
+    with small banded weight matrices (a gather along the last axis is several times slower).
+    Same values as dlib's ``resize_image`` up to float32 rounding.
+    """
     c, h, w = src.shape
     ylo, yhi, yf = _axis_weights(h, rows)
     xlo, xhi, xf = _axis_weights(w, cols)
-    # columns first (the image is wider than tall after the row pass otherwise; either order
-    # is the same bilinear function up to float rounding)
-    top = src[:, ylo, :]
-    bot = src[:, yhi, :]
-    yfw = yf[None, :, None]
-    rows_done = top + (bot - top) * yfw
-    left = rows_done[:, :, xlo]
-    right = rows_done[:, :, xhi]
-    out: F32 = (left + (right - left) * xf[None, None, :]).astype(np.float32, copy=False)
-    return out
+    top = np.take(src, ylo, axis=1)
+    bot = np.take(src, yhi, axis=1)
+    bot -= top
+    bot *= yf[None, :, None]
+    top += bot
+    del bot
+    flat = top.reshape(c * rows, w)
+    out = np.empty((c * rows, cols), dtype=np.float32)
+    block = 32
+    for j0 in range(0, cols, block):
+        j1 = min(cols, j0 + block)
+        a, b = int(xlo[j0]), int(xhi[j1 - 1]) + 1
+        weights = np.zeros((b - a, j1 - j0), dtype=np.float32)
+        jj = np.arange(j1 - j0)
+        np.add.at(weights, (xlo[j0:j1] - a, jj), 1 - xf[j0:j1])
+        np.add.at(weights, (xhi[j0:j1] - a, jj), xf[j0:j1])
+        np.matmul(flat[:, a:b], weights, out=out[:, j0:j1])
+    result: F32 = out.reshape(c, rows, cols)
+    return result
 
 
 def pyramid_up2(image: Image) -> Image:
@@ -261,23 +288,24 @@ def build_tiled_pyramid(
 # decoding
 
 
-def _nearest_rect(rects: list[Rect], x: int, y: int) -> int:
-    """dlib's ``nearest_rect``: the first tile containing the point, else the closest one."""
-    best, best_d = 0, math.inf
-    for i, (x0, y0, x1, y1) in enumerate(rects):
-        if x0 <= x <= x1 and y0 <= y <= y1:
-            return i
-        nx = min(max(x, x0), x1)
-        ny = min(max(y, y0), y1)
-        d = math.hypot(nx - x, ny - y)
-        if d < best_d:
-            best, best_d = i, d
-    return best
+def _nearest_rects(rects: list[Rect], x: F64, y: F64) -> npt.NDArray[np.intp]:
+    """dlib's ``nearest_rect`` for many points: the first tile containing the point, else the
+    first of the tiles nearest to it (Euclidean distance to the tile's closest pixel)."""
+    r = np.asarray(rects, dtype=np.float64)
+    x0, y0, x1, y1 = (r[None, :, j] for j in range(4))
+    px, py = x[:, None], y[:, None]
+    inside = (x0 <= px) & (px <= x1) & (y0 <= py) & (py <= y1)
+    dist = np.hypot(np.clip(px, x0, x1) - px, np.clip(py, y0, y1) - py)
+    idx: npt.NDArray[np.intp] = np.where(
+        inside.any(axis=1), inside.argmax(axis=1), dist.argmin(axis=1)
+    )
+    return idx
 
 
-def _round_half_up(v: float) -> int:
+def _round_half_up(v: F64) -> F64:
     """dlib's double -> long conversion in ``rectangle``/``point``: ``floor(v + 0.5)``."""
-    return math.floor(v + 0.5)
+    out: F64 = np.floor(v + 0.5)
+    return out
 
 
 def _decode(
@@ -286,60 +314,77 @@ def _decode(
     rects: list[Rect],
     adjust_threshold: float,
     extra_levels: int,
-) -> list[tuple[float, float, float, float, float]]:
-    """Score map ``(K, H', W')`` -> (score, l, t, r, b) in image space (doubles), unsorted."""
+) -> tuple[F64, F64]:
+    """Score map ``(K, H', W')`` -> scores ``(n,)`` and image-space drectangles ``(n, 4)``.
+
+    ``extra_levels`` pyramid levels were skipped before the canvas (``max_side``), so boxes
+    are scaled up through them as well.
+    """
     sx, ox, sy, oy = cfg.out_to_in
     up = cfg.pyramid_down / (cfg.pyramid_down - 1.0)
-    out: list[tuple[float, float, float, float, float]] = []
+    origins = np.asarray(rects, dtype=np.float64)[:, [0, 1, 0, 1]]
+    all_scores: list[F64] = []
+    all_boxes: list[F64] = []
     for k in range(scores.shape[0]):
         win_w, win_h = cfg.windows[k]
         rr, cc = np.nonzero(scores[k] > adjust_threshold)
-        for r, c in zip(rr.tolist(), cc.tolist(), strict=True):
-            px, py = c * sx + ox, r * sy + oy
-            hw, hh = (win_w - 1) / 2.0, (win_h - 1) / 2.0
-            left, top, right, bottom = px - hw, py - hh, px + hw, py + hh
-            cx = _round_half_up((left + right) / 2)
-            cy = _round_half_up((top + bottom) / 2)
-            lvl = _nearest_rect(rects, cx, cy)
-            ox0, oy0 = rects[lvl][0], rects[lvl][1]
-            pts = [left - ox0, top - oy0, right - ox0, bottom - oy0]
-            for _ in range(lvl + extra_levels):
-                pts = [v * up + 0.3 for v in pts]
-            out.append((float(scores[k, r, c]), pts[0], pts[1], pts[2], pts[3]))
-    return out
-
-
-def _area(r: Rect) -> int:
-    return max(0, r[2] - r[0] + 1) * max(0, r[3] - r[1] + 1)
-
-
-def _overlaps(a: Rect, b: Rect, iou: float, covered: float) -> bool:
-    """dlib's ``test_box_overlap``."""
-    inter = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
-    if inter == 0:
-        return False
-    outer = _area((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])))
-    return inter / outer > iou or inter / _area(a) > covered or inter / _area(b) > covered
-
-
-def nms(dets: Sequence[tuple[float, Rect]], iou: float, covered: float) -> list[tuple[float, Rect]]:
-    """Greedy NMS over (score, rect) pairs, highest score first, as ``loss_mmod_``."""
-    order = sorted(range(len(dets)), key=lambda i: -dets[i][0])
-    kept: list[tuple[float, Rect]] = []
-    for i in order:
-        score, rect = dets[i]
-        if any(_overlaps(k[1], rect, iou, covered) for k in kept):
+        if rr.size == 0:
             continue
-        kept.append((score, rect))
+        px = cc.astype(np.float64) * sx + ox  # output_tensor_to_input_tensor
+        py = rr.astype(np.float64) * sy + oy
+        hw, hh = (win_w - 1) / 2.0, (win_h - 1) / 2.0  # centered_drect
+        boxes = np.stack([px - hw, py - hh, px + hw, py + hh], axis=1)
+        # tensor_space_to_image_space: tile nearest to the rounded centre, then point_up
+        cx = _round_half_up((boxes[:, 0] + boxes[:, 2]) / 2)
+        cy = _round_half_up((boxes[:, 1] + boxes[:, 3]) / 2)
+        level = _nearest_rects(rects, cx, cy)
+        boxes -= origins[level]
+        times = level + extra_levels
+        for i in range(int(times.max(initial=0))):
+            m = times > i
+            boxes[m] = boxes[m] * up + 0.3
+        all_scores.append(scores[k][rr, cc].astype(np.float64))
+        all_boxes.append(boxes)
+    if not all_scores:
+        return np.zeros(0), np.zeros((0, 4))
+    return np.concatenate(all_scores), np.concatenate(all_boxes)
+
+
+def nms(scores: F64, rects: npt.NDArray[np.int64], iou: float, covered: float) -> list[int]:
+    """Greedy NMS, highest score first, as ``loss_mmod_::to_label``; returns kept indices.
+
+    ``rects`` are integer (left, top, right, bottom), inclusive; two overlap as in dlib's
+    ``test_box_overlap`` (whose "union" is the bounding box of both rectangles).
+    """
+    order = np.argsort(-scores, kind="stable")
+    r = rects.astype(np.int64)
+    area = (r[:, 2] - r[:, 0] + 1) * (r[:, 3] - r[:, 1] + 1)
+    kept: list[int] = []
+    for i in order.tolist():
+        if kept:
+            k = np.asarray(kept)
+            iw = np.minimum(r[k, 2], r[i, 2]) - np.maximum(r[k, 0], r[i, 0]) + 1
+            ih = np.minimum(r[k, 3], r[i, 3]) - np.maximum(r[k, 1], r[i, 1]) + 1
+            inter = (np.maximum(iw, 0) * np.maximum(ih, 0)).astype(np.float64)
+            ow = np.maximum(r[k, 2], r[i, 2]) - np.minimum(r[k, 0], r[i, 0]) + 1
+            oh = np.maximum(r[k, 3], r[i, 3]) - np.minimum(r[k, 1], r[i, 1]) + 1
+            hit = (inter > 0) & (
+                (inter / (ow * oh) > iou)
+                | (inter / area[k] > covered)
+                | (inter / area[i] > covered)
+            )
+            if hit.any():
+                continue
+        kept.append(i)
     return kept
 
 
-def _rect_down2(rect: tuple[float, float, float, float], levels: int) -> Rect:
+def _rect_down2(rect: F64, levels: int) -> F64:
     """``pyramid_down<2>::rect_down`` applied ``levels`` times, rounded to a rectangle."""
-    x0, y0, x1, y1 = rect
+    r = rect.astype(np.float64)
     for _ in range(levels):
-        x0, y0, x1, y1 = x0 / 2 - 1.25, y0 / 2 - 0.75, x1 / 2 - 1.25, y1 / 2 - 0.75
-    return (_round_half_up(x0), _round_half_up(y0), _round_half_up(x1), _round_half_up(y1))
+        r = r / 2 - np.array([1.25, 0.75, 1.25, 0.75])
+    return _round_half_up(r)
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,20 +429,18 @@ def _finish(
     upsample: int,
     adjust_threshold: float,
 ) -> list[Face]:
-    raw = _decode(scores, cfg, rects, adjust_threshold, skip)
-    dets = [
-        (s, (_round_half_up(x0), _round_half_up(y0), _round_half_up(x1), _round_half_up(y1)))
-        for s, x0, y0, x1, y1 in raw
-    ]
-    kept = nms(dets, cfg.nms_iou, cfg.nms_covered)
+    det_scores, boxes = _decode(scores, cfg, rects, adjust_threshold, skip)
+    int_boxes = _round_half_up(boxes).astype(np.int64)  # drectangle -> rectangle
+    kept = nms(det_scores, int_boxes, cfg.nms_iou, cfg.nms_covered)
     faces: list[Face] = []
-    for score, rect in kept:
+    for i in kept:
+        rect = int_boxes[i].astype(np.float64)
         if upsample:
-            rect = _rect_down2((float(rect[0]), rect[1], rect[2], rect[3]), upsample)
+            rect = _rect_down2(rect, upsample)
         faces.append(
             Face(
                 box=Box(float(rect[0]), float(rect[1]), float(rect[2]), float(rect[3])),
-                score=float(score),
+                score=float(det_scores[i]),
                 landmarks=np.zeros((0, 2), dtype=np.float32),
             )
         )
@@ -426,8 +469,8 @@ def detect(
     if image.shape[0] == 0 or image.shape[1] == 0:
         return []
     canvas, rects, skip = _prepare(image, cfg, upsample, max_side)
-    if not rects:
-        return []
+    if not rects or min(cfg.output_size(canvas.shape[1], canvas.shape[2])) <= 0:
+        return []  # too small for the network: nothing to detect
     (scores,) = runtime.run(cfg.onnx_path, canvas[None])[:1]
     return _finish(scores[0], cfg, rects, skip, upsample, adjust_threshold)
 
@@ -460,7 +503,8 @@ def detect_many(
             chunk = idxs[start : start + max(1, batch_size)]
             prepared = [_prepare(images[i], cfg, upsample, max_side) for i in chunk]
             rects, skip = prepared[0][1], prepared[0][2]
-            if not rects:
+            rows, cols = prepared[0][0].shape[1:]
+            if not rects or min(cfg.output_size(rows, cols)) <= 0:
                 continue
             batch = np.stack([p[0] for p in prepared])
             (scores,) = runtime.run(cfg.onnx_path, batch)[:1]
@@ -476,10 +520,28 @@ _configs: dict[str, MmodConfig] = {}
 _config_lock = threading.Lock()
 
 
+def _conv_geometry(
+    model: dlib_dnn.DnnModel,
+) -> tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...]:
+    out = []
+    for layer in model.layers:
+        if layer.kind in ("con", "max_pool", "avg_pool"):
+            p = layer.params
+            if layer.kind == "con":
+                ky, kx = (int(v) for v in layer.tensors["weight"].shape[2:])
+            else:
+                ky, kx = int(p["nr"]), int(p["nc"])
+            out.append(
+                (
+                    (ky, int(p["stride_y"]), int(p["padding_y"])),
+                    (kx, int(p["stride_x"]), int(p["padding_x"])),
+                )
+            )
+    return tuple(out)
+
+
 def load_config(model_dir: str | Path | None = None) -> MmodConfig:
     """Locate the ``.dat`` file, convert it once to ONNX (cached) and read its options."""
-    from faceprint.models import dlib_dnn
-
     onnx_path = dlib_dnn.mmod_onnx_path(model_dir)
     key = str(onnx_path)
     with _config_lock:
@@ -504,6 +566,7 @@ def load_config(model_dir: str | Path | None = None) -> MmodConfig:
         nms_iou=float(loss["overlaps_nms"]["iou_thresh"]),
         nms_covered=float(loss["overlaps_nms"]["percent_covered_thresh"]),
         out_to_in=(sx, ox, sy, oy),
+        convs=_conv_geometry(model),
     )
     with _config_lock:
         _configs[key] = cfg
