@@ -13,8 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The pipeline stages are imported before the functions below are defined: importing a
+# sub-package binds its name on this package, and the public functions must win.
+import faceprint.detect  # noqa: F401
+import faceprint.embed  # noqa: F401
 from faceprint.detect import detect as _detect
 from faceprint.detect import largest
+from faceprint.embed import embed_faces
 from faceprint.errors import FaceprintError, GalleryError, ImageError, ModelError, NoFaceError
 from faceprint.gallery import Gallery, Identification
 from faceprint.io import load_image
@@ -41,8 +46,6 @@ def embed(
     image: ImageLike, *, detector: str | None = None, model_dir: str | Path | None = None
 ) -> list[Face]:
     """Every face in an image with its template (``Face.embedding``), largest first."""
-    from faceprint.embed import embed_faces
-
     img = _image(image)
     return embed_faces(
         img, _detect(img, detector=detector, model_dir=model_dir), model_dir=model_dir
