@@ -76,7 +76,7 @@ def run(names: list[str], ref: dict[str, Any], max_side: int | None) -> None:
     total_s = sum(t[1] for t in times)
     print(
         f"-- {len(names)} photos, count mismatches {count_errors}; IoU min {min(ious):.4f} "
-        f"mean {np.mean(ious):.4f}; |dconf| max {max(dconfs):.4f} mean {np.mean(dconfs):.4f}; "
+        f"mean {np.mean(ious):.4f}; |dconf| max {max(dconfs):.2e} mean {np.mean(dconfs):.2e}; "
         f"{total_s:.1f}s total, {total_s / total_mp:.2f} s/megapixel"
     )
 

@@ -175,10 +175,12 @@ def test_max_side_still_finds_large_faces() -> None:
 
 
 def test_upsample_maps_boxes_back() -> None:
+    """No dlib reference exists for upsample=1: the same face, possibly one pyramid level
+    (x1.2) larger or smaller, must come back in original-image coordinates."""
     image = load_rgb("img25.jpg")  # 400 x 400, face ~136 px
     ref = _reference()["img25.jpg"]["faces"]
     faces = mmod.detect(image, upsample=1)
-    assert faces and iou_inclusive(faces[0].box.as_list(), ref[0]["box_ltrb"]) > 0.7
+    assert len(faces) == 1 and iou_inclusive(faces[0].box.as_list(), ref[0]["box_ltrb"]) > 0.6
 
 
 def test_layout_tiles_fit_and_do_not_overlap() -> None:
