@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from faceprint.align.chip import extract_chips
 
+from faceprint.align.chip import extract_chips
 from faceprint.detect import detect
 from faceprint.embed.dlib_resnet import embed_chips
 from faceprint.io import load_image

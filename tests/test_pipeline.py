@@ -80,30 +80,30 @@ def test_gallery_enroll_identify_forget(
     path = tmp_path / "people.db"
     with Gallery(path) as g:
         g.enroll("angelina", embedded["img1.jpg"], embedded["img2.jpg"])
-        g.enroll("jennifer", embedded["img13.jpg"], embedded["img14.jpg"])
-        g.enroll("scarlett", embedded["img16.jpg"])
+        g.enroll("mark", embedded["img13.jpg"], embedded["img14.jpg"])
+        g.enroll("jack", embedded["img16.jpg"])
         assert [(p.name, p.templates) for p in g.list()] == [
-            ("angelina", 2), ("jennifer", 2), ("scarlett", 1),
+            ("angelina", 2), ("jack", 1), ("mark", 2),
         ]  # fmt: skip
-        for probe, want in [("img10.jpg", "angelina"), ("img15.jpg", "jennifer"),
-                            ("img17.jpg", "scarlett"), ("img18.jpg", None)]:  # fmt: skip
+        for probe, want in [("img10.jpg", "angelina"), ("img15.jpg", "mark"),
+                            ("img17.jpg", "jack"), ("img18.jpg", None)]:  # fmt: skip
             (result,) = g.identify_faces([embedded[probe]], top_k=3)
             assert result.name == want, (probe, result)
             assert len(result.candidates) == 3
-        assert g.remove("scarlett") == 1
+        assert g.remove("jack") == 1
         (result,) = g.identify_faces([embedded["img17.jpg"]])
         assert result.name is None
 
 
 def test_gallery_enroll_from_photo_files(tmp_path: Path) -> None:
     with Gallery(tmp_path / "g.db") as g:
-        ids = g.enroll("jennifer", FACES / "img13.jpg", load_image(FACES / "img14.jpg"))
+        ids = g.enroll("mark", FACES / "img13.jpg", load_image(FACES / "img14.jpg"))
         assert len(ids) == 2
         results = g.identify(FACES / "img15.jpg")
-        assert [r.name for r in results] == ["jennifer"]
+        assert [r.name for r in results] == ["mark"]
         # one bad photo: nothing of the call is stored
         with pytest.raises(faceprint.ImageError):
-            g.enroll("jennifer", FACES / "img15.jpg", FACES / "missing.jpg")
+            g.enroll("mark", FACES / "img15.jpg", FACES / "missing.jpg")
         assert g.list()[0].templates == 2
 
 

@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector",
         choices=["mmod", "yunet"],
         default=None,
-        help="face detector (default: $FACEPRINT_DETECTOR or mmod)",
+        help="face detector (default: $FACEPRINT_DETECTOR, else yunet when its model file "
+        "is available, else mmod)",
     )
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     thresholds = argparse.ArgumentParser(add_help=False)

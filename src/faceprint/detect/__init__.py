@@ -9,23 +9,50 @@ file the user names). Either way the landmarks used for alignment come from dlib
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from faceprint.errors import FaceprintError
+from faceprint.errors import FaceprintError, ModelError
 from faceprint.types import Box, Face, Image
 
 DETECTORS = ("mmod", "yunet")
-#: Chosen by measurement; see README "Which detector".
-DEFAULT_DETECTOR = "mmod"
+#: Chosen by measurement (README, "Which detector"): YuNet when its model file can be had,
+#: otherwise dlib's MMOD, which ships with the package and always works offline.
+DEFAULT_DETECTOR = "yunet"
+FALLBACK_DETECTOR = "mmod"
+
+_resolved: dict[str, str] = {}
 
 
-def default_detector() -> str:
-    name = os.environ.get("FACEPRINT_DETECTOR", DEFAULT_DETECTOR)
-    if name not in DETECTORS:
-        raise FaceprintError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
-    return name
+def default_detector(model_dir: str | Path | None = None) -> str:
+    """The detector to use when none is named: $FACEPRINT_DETECTOR, else YuNet if its
+    model file is available (user directory, cache, or pinned download), else MMOD."""
+    name = os.environ.get("FACEPRINT_DETECTOR")
+    if name:
+        if name not in DETECTORS:
+            raise FaceprintError(
+                f"unknown detector {name!r} in FACEPRINT_DETECTOR; choose {' or '.join(DETECTORS)}"
+            )
+        return name
+    env = os.environ
+    key = f"{model_dir}|{env.get('FACEPRINT_MODEL_DIR')}|{env.get('FACEPRINT_CACHE_DIR')}"
+    if key not in _resolved:
+        from faceprint.detect import yunet
+
+        try:
+            yunet.model_path(model_dir)
+            _resolved[key] = DEFAULT_DETECTOR
+        except ModelError as exc:
+            reason = str(exc).split(". ")[0]
+            print(
+                f"faceprint: note: YuNet is not available ({reason}); using the "
+                f"{FALLBACK_DETECTOR} detector, which gives the same templates more slowly",
+                file=sys.stderr,
+            )
+            _resolved[key] = FALLBACK_DETECTOR
+    return _resolved[key]
 
 
 def detect(
@@ -37,7 +64,7 @@ def detect(
     """
     from faceprint.align.shape_predictor import ShapePredictor
 
-    name = detector or default_detector()
+    name = detector or default_detector(model_dir)
     if name == "mmod":
         from faceprint.detect import mmod
 
