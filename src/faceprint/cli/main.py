@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +193,19 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Parents:
+    """Option groups shared by sub-commands (pass as ``parents=[...]``)."""
+
+    common: argparse.ArgumentParser  # --gallery --model-dir --detector --quiet
+    thresholds: argparse.ArgumentParser  # --threshold --fmr
+
+
+#: Modules that add sub-commands: each has ``register(subparsers, parents: Parents)``
+#: which adds its parsers with ``set_defaults(func=...)``; func(args) returns the exit code.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceprint", description="Offline face recognition: enroll, identify, verify."
@@ -256,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("forget", parents=[common], help="remove a person and all their templates")
     p.add_argument("name")
     p.set_defaults(func=cmd_forget)
+
+    parents = Parents(common=common, thresholds=thresholds)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub, parents)
     return parser
 
 
