@@ -11,7 +11,9 @@ leaf vectors are added to the shape in tree order, in float32.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,9 +246,30 @@ def read_shape_predictor(path: Path | str) -> ShapePredictorModel:
     return parse_shape_predictor(data, str(path))
 
 
+#: Bump when the parsed layout changes, so arrays cached by an older faceprint are not reused.
+PARSED_VERSION = 1
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str, mtime_ns: int, size: int) -> ShapePredictorModel:
-    return read_shape_predictor(path)
+    """Parse once per file version; the arrays are also kept in the user cache as .npz,
+    keyed by the file's sha256, so later processes load them in milliseconds."""
+    from faceprint.models import store
+
+    cached = store.converted_path(
+        f"shape_predictor-p{PARSED_VERSION}", store.sha256_of(Path(path))
+    ).with_suffix(".npz")
+    if cached.is_file():
+        try:
+            with np.load(cached) as arrays:
+                return ShapePredictorModel(**{k: arrays[k] for k in arrays.files})
+        except (OSError, ValueError, TypeError):
+            cached.unlink(missing_ok=True)  # damaged cache entry: parse the source again
+    model = read_shape_predictor(path)
+    buf = io.BytesIO()
+    np.savez(buf, **{f.name: getattr(model, f.name) for f in dataclasses.fields(model)})
+    store.save_converted(cached, buf.getvalue())
+    return model
 
 
 # --------------------------------------------------------------------------------------
