@@ -125,3 +125,22 @@ def test_batched_embedding_equals_one_by_one() -> None:
     for a, b in zip(together, alone, strict=True):
         assert a is not None and b is not None
         assert float(a @ b) > 0.9999
+
+
+def test_threads_share_one_engine_and_agree() -> None:
+    """Several threads embedding at once get the same templates as one thread alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceprint import runtime
+
+    names = ["img1.jpg", "img13.jpg", "img16.jpg", "img20.jpg", "img24.jpg", "img38.jpg"]
+    images = [load_image(FACES / n) for n in names]
+    alone = [faceprint.embed(img)[0].embedding for img in images]
+    sessions_before = len(runtime._sessions)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(lambda img: faceprint.embed(img)[0].embedding, images * 2))
+    assert len(runtime._sessions) == sessions_before  # no new sessions per thread
+    for i, vec in enumerate(together):
+        ref = alone[i % len(names)]
+        assert vec is not None and ref is not None
+        assert float(vec @ ref) > 0.99999
