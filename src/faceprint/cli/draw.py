@@ -23,6 +23,7 @@ def draw_faces(image: Image, faces: list[Face], labels: list[str]) -> Image:
             cv2.circle(out, (round(float(x)), round(float(y))), thick + 1, (255, 220, 0), -1)
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
         y0 = max(top, th + base + 4)
+        left = max(0, min(left, out.shape[1] - tw - 6))  # keep the label inside the photo
         cv2.rectangle(out, (left, y0 - th - base - 4), (left + tw + 6, y0), color, -1)
         cv2.putText(
             out,

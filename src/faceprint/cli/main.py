@@ -95,8 +95,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
     from faceprint.gallery.gallery import Gallery
     from faceprint.io import load_image, save_image
 
-    if args.draw and len(args.photos) != 1:
-        raise FaceprintError("--draw takes one photo at a time")
+    draw_dir = None
+    if args.draw and (len(args.photos) > 1 or Path(args.draw).is_dir() or args.draw.endswith("/")):
+        draw_dir = Path(args.draw)
+        draw_dir.mkdir(parents=True, exist_ok=True)
     failures = no_face = 0
     report: list[dict[str, Any]] = []
     with Gallery(
@@ -132,9 +134,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
                     f"{r.name} {r.score:.2f}" if r.name else f"unknown {r.score:.2f}"
                     for r in results
                 ]
-                save_image(args.draw, draw_faces(image, [r.face for r in results], labels))
+                out = draw_dir / f"{Path(photo).stem}.jpg" if draw_dir else Path(args.draw)
+                save_image(out, draw_faces(image, [r.face for r in results], labels))
                 if not args.json:
-                    print(f"wrote {args.draw}")
+                    print(f"wrote {out}")
     if args.json:
         print(json.dumps(report if len(report) != 1 else report[0], indent=2))
     if failures:
@@ -254,7 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("identify", parents=[common, thresholds], help="who is in these photos?")
     p.add_argument("photos", nargs="+")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--draw", metavar="OUT.jpg", help="write the photo with boxes and names")
+    p.add_argument(
+        "--draw",
+        metavar="OUT",
+        help="write the photo with boxes and names to OUT.jpg (several photos: into folder OUT/)",
+    )
     p.add_argument("--top-k", type=int, default=1, help="candidates per face")
     p.set_defaults(func=cmd_identify)
 
