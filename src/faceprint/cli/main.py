@@ -206,7 +206,7 @@ class Parents:
 
 #: Modules that add sub-commands: each has ``register(subparsers, parents: Parents)``
 #: which adds its parsers with ``set_defaults(func=...)``; func(args) returns the exit code.
-COMMAND_MODULES: list[str] = ["faceprint.service.cli"]
+COMMAND_MODULES: list[str] = ["faceprint.cli.evaluate", "faceprint.service.cli", "faceprint.cli.video"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -111,3 +111,38 @@ def assign_folds(n: int, k: int = 10, seed: int = 0) -> npt.NDArray[np.int64]:
     """Fold numbers 0..k-1 for n pairs, shuffled with a fixed seed (for non-LFW pair lists)."""
     rng = np.random.default_rng(seed)
     return rng.permutation(np.arange(n) % k).astype(np.int64)
+
+
+def cmc(ranks: npt.ArrayLike, max_rank: int) -> Scores:
+    """Cumulative match characteristic: ``out[r-1]`` = fraction of mated searches whose
+    true identity is at rank <= r (ranks start at 1; a failed search has rank inf)."""
+    r = np.asarray(ranks, dtype=np.float64)
+    if len(r) == 0:
+        raise ValueError("no mated searches")
+    return np.array([float(np.mean(r <= k)) for k in range(1, max_rank + 1)])
+
+
+def fnir_at_fpir(
+    mated_scores: npt.ArrayLike,
+    mated_hit: npt.ArrayLike,
+    nonmated_scores: npt.ArrayLike,
+    fpir: float,
+) -> tuple[float, float]:
+    """Open-set identification (ISO/IEC 19795-1, NIST FRVT 1:N): (FNIR, threshold) at a
+    target false-positive identification rate.
+
+    ``mated_scores``/``mated_hit``: the top candidate's score for each mated search, and
+    whether that candidate is the right person. ``nonmated_scores``: the top score of each
+    search for someone not enrolled. The threshold is the smallest with FPIR <= target; a
+    mated search is a miss unless its top candidate is right and scores >= the threshold.
+    """
+    thr = threshold_at_fmr(nonmated_scores, fpir)
+    s = np.asarray(mated_scores, dtype=np.float64)
+    hit = np.asarray(mated_hit, dtype=bool)
+    return float(np.mean(~(hit & (s >= thr)))), thr
+
+
+def resolvable(n_impostors: int, rate: float) -> bool:
+    """Whether ``n_impostors`` comparisons can measure a false-match rate this small
+    (at least one impostor may pass: n * rate >= 1)."""
+    return n_impostors * rate >= 1.0 - 1e-9

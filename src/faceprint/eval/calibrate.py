@@ -1,0 +1,96 @@
+"""Thresholds from an evaluation's impostor scores, optionally stored in a gallery."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceprint.errors import FaceprintError, GalleryError
+from faceprint.eval import metrics
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    fmr: float
+    impostors: int
+    resolved: bool  # enough impostors to measure this rate (n * fmr >= 1)
+    provenance: dict[str, Any]
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FaceprintError(
+            f"{path}: not found (give the results.json of a faceprint eval)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise FaceprintError(f"{path}: not a readable results.json ({exc})") from None
+    if not isinstance(data, dict) or data.get("protocol") not in ("pairs", "identify"):
+        raise FaceprintError(f"{path}: not the results.json of a faceprint eval")
+    return data
+
+
+def impostor_scores(results: dict[str, Any], condition: str = "clean") -> np.ndarray:
+    """Impostor pair scores (pairs) or non-mated top-1 scores (identify), failures left out."""
+    by_name = {c["condition"]: c for c in results["conditions"]}
+    if condition not in by_name:
+        raise FaceprintError(
+            f"no condition {condition!r} in these results; there are {', '.join(by_name)}"
+        )
+    data = by_name[condition]["data"]
+    if results["protocol"] == "pairs":
+        values = [s for s, y in zip(data["scores"], data["labels"], strict=True) if not y]
+    else:
+        values = data["nonmated_scores"]
+    scores = np.array([s for s in values if s is not None], dtype=np.float64)
+    if len(scores) == 0:
+        raise FaceprintError(f"the results have no impostor scores for {condition!r}")
+    return scores
+
+
+def calibrate(
+    results: dict[str, Any], fmr: float, *, condition: str = "clean", source: str = ""
+) -> Calibration:
+    if not 0 < fmr < 1:
+        raise FaceprintError(f"target false-match rate {fmr} must be between 0 and 1")
+    imp = impostor_scores(results, condition)
+    thr = metrics.threshold_at_fmr(imp, fmr)
+    if not math.isfinite(thr) or not -1.0 <= thr <= 1.0 + 1e-6:
+        raise FaceprintError(f"calibrated threshold {thr} is not a cosine similarity")
+    provenance = {
+        "results": source,
+        "results_sha256": hashlib.sha256(json.dumps(results, sort_keys=True).encode()).hexdigest(),
+        "protocol": results["protocol"],
+        "data": results["source"],
+        "condition": condition,
+        "pack": results["pack"],
+        "detector": results["detector"],
+        "impostors": len(imp),
+        "calibrated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return Calibration(thr, fmr, len(imp), metrics.resolvable(len(imp), fmr), provenance)
+
+
+def store(gallery: Path, cal: Calibration) -> None:
+    """Save the threshold, its FMR and provenance in the gallery's settings."""
+    from faceprint.gallery.sqlite import SqliteGallery
+
+    with SqliteGallery(gallery, create=False) as g:
+        pack = g.pack
+        if pack is not None and pack != cal.provenance["pack"]:
+            raise GalleryError(
+                f"{gallery}: its templates are of pack {pack!r}, the evaluation used "
+                f"{cal.provenance['pack']!r}; the threshold would not apply"
+            )
+        g.set_setting("threshold", repr(cal.threshold))
+        g.set_setting("threshold_fmr", repr(cal.fmr))
+        g.set_setting("threshold_source", json.dumps(cal.provenance))
