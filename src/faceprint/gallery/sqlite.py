@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from faceprint.errors import GalleryError
-from faceprint.match.search import F32, ExactIndex
+from faceprint.match.index import SearchIndex, build_index, index_path
+from faceprint.match.search import F32
 
 SCHEMA_VERSION = 1
 
@@ -118,7 +119,7 @@ class SqliteGallery:
                     )
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: not a faceprint gallery ({exc})") from exc
-        self._index: ExactIndex | None = None
+        self._index: SearchIndex | None = None
         self._index_names: list[str] = []
         self._index_generation = -1
 
@@ -323,12 +324,12 @@ class SqliteGallery:
         return row is not None
 
     # -- search ---------------------------------------------------------------------------
-    def _current_index(self) -> tuple[ExactIndex, list[str]]:
+    def _current_index(self) -> tuple[SearchIndex, list[str]]:
         with self._lock:
             gen = self._generation()
             if self._index is None or gen != self._index_generation:
                 rows = self._db.execute(
-                    "SELECT t.person_id, t.embedding, t.dim FROM templates t ORDER BY t.id"
+                    "SELECT t.person_id, t.embedding, t.dim, t.id FROM templates t ORDER BY t.id"
                 ).fetchall()
                 names = dict(self._db.execute("SELECT id, name FROM people").fetchall())
                 if rows:
@@ -342,7 +343,14 @@ class SqliteGallery:
                 uniq = sorted(set(pids.tolist()))
                 remap = {p: i for i, p in enumerate(uniq)}
                 people = np.array([remap[p] for p in pids.tolist()], dtype=np.int64)
-                self._index = ExactIndex(emb.astype(np.float32), people)
+                self._index = build_index(
+                    emb.astype(np.float32),
+                    people,
+                    ids=np.array([r[3] for r in rows], dtype=np.int64),
+                    path=index_path(self.path),
+                    generation=gen,
+                    previous=self._index,
+                )
                 self._index_names = [str(names[p]) for p in uniq]
                 self._index_generation = gen
             return self._index, self._index_names

@@ -10,6 +10,9 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
+#: Upper bound on the probe-by-template score matrix held at once (bytes).
+SCORE_BYTES = 256 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -55,13 +58,24 @@ class ExactIndex:
             raise ValueError(
                 f"probe has {probes.shape[1]} dimensions, gallery templates have {self.dim}"
             )
-        scores = probes @ self._emb.T  # (Q, N)
+        # Probes in chunks: one sgemm per chunk, and the (chunk, N) score matrix stays
+        # below SCORE_BYTES however many probes come at once.
+        step = max(1, min(len(probes), SCORE_BYTES // (4 * len(self._emb))))
+        out: list[list[Hit]] = []
+        for lo in range(0, len(probes), step):
+            out.extend(self._search_chunk(probes[lo : lo + step], k))
+        return out
+
+    def _search_chunk(self, probes: F32, k: int) -> list[list[Hit]]:
+        scores = probes @ self._emb.T  # (Q, N), BLAS sgemm
         per_person = np.maximum.reduceat(scores, self._starts, axis=1)  # (Q, P)
-        k = min(k, per_person.shape[1])
-        if k < per_person.shape[1]:
-            top = np.argpartition(-per_person, k - 1, axis=1)[:, :k]
+        del scores
+        n_people = per_person.shape[1]
+        k = min(k, n_people)
+        if k < n_people:
+            top = np.argpartition(per_person, n_people - k, axis=1)[:, n_people - k :]
         else:
-            top = np.tile(np.arange(per_person.shape[1]), (len(probes), 1))
+            top = np.tile(np.arange(n_people), (len(probes), 1))
         out: list[list[Hit]] = []
         for row, cols in enumerate(top):
             vals = per_person[row, cols]

@@ -1,0 +1,109 @@
+"""Choosing the search index: exact below a measured size, approximate (FAISS) above it.
+
+Both kinds answer ``search(probes, k) -> list[list[Hit]]`` with the best template per
+person, so the gallery does not care which one it has. The approximate index is kept
+next to the gallery file (``<gallery>.faiss`` and ``<gallery>.faiss.json``) and brought
+in line with the store's templates by adding and removing ids, not by rebuilding.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from faceprint.errors import GalleryError
+from faceprint.match.search import F32, I64, ExactIndex, Hit
+
+#: Templates from which the approximate index is used. Measured with bench/search_scale.py
+#: (2 cores): below this, exact search of a batch of probes costs about as much per probe
+#: as the approximate one, and needs no training and no extra file.
+ANN_MIN_TEMPLATES = 200_000
+
+KINDS = ("auto", "exact", "ann")
+
+_warned: set[str] = set()
+
+
+class SearchIndex(Protocol):
+    def __len__(self) -> int: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def search(self, probes: F32, k: int = 1) -> list[list[Hit]]: ...
+
+
+def index_kind() -> str:
+    """$FACEPRINT_INDEX (auto, exact or ann), default auto."""
+    kind = os.environ.get("FACEPRINT_INDEX", "auto") or "auto"
+    if kind not in KINDS:
+        raise GalleryError(f"unknown index {kind!r} in FACEPRINT_INDEX; choose {', '.join(KINDS)}")
+    return kind
+
+
+def index_path(gallery: str | Path) -> Path:
+    """Where the approximate index of a gallery file is kept."""
+    gallery = Path(gallery)
+    return gallery.with_name(gallery.name + ".faiss")
+
+
+def build_index(
+    embeddings: F32,
+    people: I64,
+    *,
+    ids: I64 | None = None,
+    path: str | Path | None = None,
+    generation: int | None = None,
+    previous: SearchIndex | None = None,
+    kind: str | None = None,
+) -> SearchIndex:
+    """An index over templates (rows of ``embeddings``, person index per row).
+
+    ``kind`` "exact", "ann" or "auto" (default: $FACEPRINT_INDEX, else auto: approximate
+    from ANN_MIN_TEMPLATES templates when faiss is installed). For the approximate index,
+    ``ids`` are the templates' stable ids (default 0..N-1); ``previous`` (the index this
+    one replaces) and the persisted index at ``path`` are updated incrementally; the
+    result is saved to ``path`` with ``generation`` when it changed.
+    """
+    from faceprint.match import ann
+
+    kind = kind or index_kind()
+    if kind not in KINDS:
+        raise GalleryError(f"unknown index {kind!r}; choose {', '.join(KINDS)}")
+    n = len(embeddings)
+    if kind == "exact" or n == 0 or (kind == "auto" and n < ANN_MIN_TEMPLATES):
+        return ExactIndex(embeddings, people)
+    if ann.faiss_module() is None:
+        if "faiss" not in _warned:
+            _warned.add("faiss")
+            print(
+                f"faceprint: note: faiss-cpu is not installed, so {n:,} templates are searched "
+                "exactly (slower); pip install 'faceprint[scale]' for the approximate index",
+                file=sys.stderr,
+            )
+        return ExactIndex(embeddings, people)
+    ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    if len(ids) != n or len(people) != n:
+        raise ValueError("embeddings, ids and people must have one row per template")
+    stored_generation = None
+    index: ann.AnnIndex | None = None
+    if isinstance(previous, ann.AnnIndex):
+        index = previous.sync(embeddings, ids, people)
+    elif path is not None:
+        loaded = ann.AnnIndex.load(path, embeddings, ids, people)
+        if loaded is not None:
+            index, stored_generation = loaded
+    if index is None:
+        index = ann.AnnIndex.train(embeddings, ids, people)
+    if path is not None and generation is not None and stored_generation != generation:
+        try:
+            index.save(path, generation)
+        except OSError as exc:  # a read-only folder: search still works, from memory
+            if "save" not in _warned:
+                _warned.add("save")
+                print(f"faceprint: note: cannot save {path} ({exc})", file=sys.stderr)
+    return index
