@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,11 @@ from faceprint.service import routes_gallery, routes_recognise
 from faceprint.service.auth import AuthError, KeyRing
 from faceprint.service.batching import MicroBatcher
 from faceprint.service.deps import DEFAULT_MAX_UPLOAD, ServiceState
+from faceprint.service.routes_gallery import MAX_FILES
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 #: Multipart framing allowed on top of the per-file limit before a body is refused unread.
 _OVERHEAD = 64 * 1024
-_MAX_FILES = 10
 
 
 def _status(exc: FaceprintError) -> int:
@@ -55,7 +56,15 @@ def create_app(
     detector: str | None = None,
     model_dir: str | Path | None = None,
 ) -> FastAPI:
+    batcher = MicroBatcher(window=batch_window, model_dir=model_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="faceprint",
         version=faceprint.__version__,
         description="Face recognition service: collections, enrollment, detect, verify, "
@@ -64,7 +73,7 @@ def create_app(
     app.state.faceprint = ServiceState(
         db=db,
         keys=KeyRing(db),
-        batcher=MicroBatcher(window=batch_window, model_dir=model_dir),
+        batcher=batcher,
         max_upload=max_upload,
         detector=detector,
         model_dir=model_dir,
@@ -97,7 +106,7 @@ def create_app(
     ) -> Response:
         start = time.perf_counter()
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > max_upload * _MAX_FILES + _OVERHEAD:
+        if length.isdigit() and int(length) > max_upload * MAX_FILES + _OVERHEAD:
             response: Response = _error(413, f"request body is larger than {max_upload} bytes")
         else:
             response = await call_next(request)
@@ -137,10 +146,6 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
-
-    @app.on_event("shutdown")
-    def stop_batcher() -> None:
-        app.state.faceprint.batcher.close()
 
     return app
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, File, HTTPException, Request, UploadFile
 
+from faceprint.errors import GalleryError
 from faceprint.gallery.gallery import enrollment_face
 from faceprint.gallery.postgres import _check_collection
+from faceprint.gallery.sqlite import _check_name
+from faceprint.gallery.store import NotFoundError
 from faceprint.models.packs import DEFAULT_PACK
 from faceprint.service.auth import ApiKey
 from faceprint.service.deps import api_key, collection, embed, find_faces, read_upload, state
 
 router = APIRouter(tags=["gallery"])
 Key = Annotated[ApiKey, Depends(api_key)]
+#: Most photos one enrollment request may carry.
+MAX_FILES = 10
+
+
+def _valid(check: Callable[[str], str], value: str) -> str:
+    try:
+        return check(value)
+    except GalleryError as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 @router.get("/collections")
@@ -34,7 +47,7 @@ def create_collection(
 ) -> dict[str, str]:
     request.state.collection = name
     key.require("admin")
-    name = _check_collection(name)
+    name = _valid(_check_collection, name)
     state(request).db.create_collection(name)
     return {"name": name}
 
@@ -69,6 +82,9 @@ def add_faces(
 ) -> dict[str, Any]:
     """Enroll photos of a person (created if new): one template per photo, all or nothing."""
     store = collection(request, key, name, "enroll")
+    person = _valid(_check_name, person)
+    if len(files) > MAX_FILES:
+        raise HTTPException(413, f"at most {MAX_FILES} photos per request")
     chosen = []
     for upload in files:
         image, digest, label = read_upload(request, upload)
@@ -110,8 +126,6 @@ def delete_face(
 ) -> dict[str, Any]:
     store = collection(request, key, name, "enroll")
     if template_id not in {t.id for t in store.templates(person)}:
-        from faceprint.gallery.store import NotFoundError
-
         raise NotFoundError(f"person {person!r} has no template {template_id}")
     store.remove_template(template_id)
     return {"deleted": template_id}

@@ -1,0 +1,313 @@
+"""The HTTP service, live on loopback against a real PostgreSQL and real photos."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+import psycopg
+import pytest
+import uvicorn
+from PIL import Image
+
+from faceprint.gallery.postgres import PostgresDatabase
+from faceprint.service.app import create_app
+from faceprint.service.auth import create_key, revoke_key
+from tests.conftest import FACES
+from tests.pgtools import temp_database
+
+MAX_UPLOAD = 3 * 1024 * 1024
+
+
+@dataclass
+class Service:
+    url: str
+    db: PostgresDatabase
+    app: Any
+    admin: str
+
+    def key(self, roles: list[str], collections: list[str], **kw: Any) -> str:
+        token, _ = create_key(self.db, "test", roles, collections, **kw)
+        return token
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[Service]:
+    with temp_database() as url:
+        db = PostgresDatabase(url)
+        app = create_app(db, max_upload=MAX_UPLOAD)
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.05)
+        admin, _ = create_key(db, "admin", ["admin"], ["*"], rate=1000, burst=1000)
+        yield Service(f"http://127.0.0.1:{port}", db, app, admin)
+        server.should_exit = True
+        thread.join(timeout=10)
+        db.close()
+
+
+def photo(name: str) -> tuple[str, bytes, str]:
+    return (name, (FACES / name).read_bytes(), "image/jpeg")
+
+
+def no_face_png() -> bytes:
+    """A real PNG (a smooth gradient) with no face in it."""
+    ramp = np.linspace(0, 255, 320, dtype=np.uint8)
+    img = np.stack([np.tile(ramp, (240, 1))] * 3, axis=-1)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def enrolled(service: Service, groups: list[list[str]]) -> dict[str, list[str]]:
+    """Collection 'team' with three people (1-2 photos each); their other photos."""
+    with service.client(service.admin) as c:
+        assert c.post("/collections", json={"name": "team"}).status_code == 201
+        assert c.post("/collections", json={"name": "other"}).status_code == 201
+        people = {}
+        for i, group in enumerate(groups[:3]):
+            name = f"person{i}"
+            n = min(2, len(group) - 1)  # keep at least one photo back for identify
+            r = c.post(
+                f"/collections/team/people/{name}/faces",
+                files=[("files", photo(p)) for p in group[:n]],
+            )
+            assert r.status_code == 201, r.text
+            assert len(r.json()["templates"]) == n
+            people[name] = group[n:]
+        return people
+
+
+def test_health_version_page_and_openapi_need_no_key(service: Service) -> None:
+    with service.client(None) as c:
+        assert c.get("/health").json() == {"status": "ok"}
+        assert c.get("/version").json()["search"] == "exact-in-process"
+        assert "<canvas" in c.get("/").text
+        paths = c.get("/openapi.json").json()["paths"]
+        for p in ("/collections/{name}/identify", "/verify", "/detect", "/collections"):
+            assert p in paths
+
+
+def test_no_key_bad_key_and_revoked_key_get_401(service: Service) -> None:
+    token, key = create_key(service.db, "gone", ["recognise"], ["*"])
+    for t in (None, "fp_not-a-key", token[:-1]):
+        with service.client(t) as c:
+            r = c.get("/collections")
+            assert r.status_code == 401 and "API key" in r.json()["error"]
+    revoke_key(service.db, key.id)
+    service.app.state.faceprint.keys._cache.clear()  # skip the 5 s positive cache
+    with service.client(token) as c:
+        assert c.get("/collections").status_code == 401
+
+
+def test_scopes_give_403(service: Service, enrolled: dict[str, list[str]]) -> None:
+    probe = next(iter(enrolled.values()))[0]
+    recognise = service.key(["recognise"], ["team"])
+    enroll = service.key(["enroll"], ["team"])
+    other_only = service.key(["recognise", "enroll"], ["other"])
+    with service.client(recognise) as c:
+        assert c.post("/collections/team/identify", files={"file": photo(probe)}).is_success
+        r = c.post("/collections/team/people/x/faces", files=[("files", photo(probe))])
+        assert r.status_code == 403 and "'enroll' role" in r.json()["error"]
+        assert c.post("/collections", json={"name": "mine"}).status_code == 403
+    with service.client(enroll) as c:
+        assert c.get("/collections/team/people").is_success
+        r = c.post("/collections/team/identify", files={"file": photo(probe)})
+        assert r.status_code == 403
+        assert c.delete("/collections/team").status_code == 403
+    with service.client(other_only) as c:
+        r = c.post("/collections/team/identify", files={"file": photo(probe)})
+        assert r.status_code == 403 and "collection 'team'" in r.json()["error"]
+        assert [x["name"] for x in c.get("/collections").json()["collections"]] == ["other"]
+
+
+def test_identify_finds_enrolled_people_with_rounded_scores(
+    service: Service, enrolled: dict[str, list[str]]
+) -> None:
+    user = service.key(["recognise"], ["team"])
+    for name, rest in enrolled.items():
+        with service.client(user) as c:
+            r = c.post("/collections/team/identify", files={"file": photo(rest[0])})
+        assert r.status_code == 200, r.text
+        face = r.json()["faces"][0]
+        assert face["name"] == name
+        assert face["similarity"] == round(face["similarity"], 2)
+    with service.client(service.admin) as c:
+        r = c.post(
+            "/collections/team/identify",
+            files={"file": photo(enrolled["person0"][0])},
+            data={"top_k": "3"},
+        )
+    faces = r.json()["faces"]
+    assert [c["name"] for c in faces[0]["candidates"]][0] == "person0"
+    assert len(faces[0]["candidates"]) == 3
+    scores = [c["similarity"] for c in faces[0]["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    assert any(s != round(s, 2) for s in scores)  # admins see 4 decimals
+
+
+def test_verify_two_photos_and_photo_against_person(
+    service: Service, enrolled: dict[str, list[str]]
+) -> None:
+    p0, p1 = enrolled["person0"][0], enrolled["person1"][0]
+    with service.client(service.key(["recognise"], ["team"])) as c:
+        same = c.post("/verify", files={"a": photo(p0), "b": photo(enrolled["person0"][-1])})
+        diff = c.post("/verify", files={"a": photo(p0), "b": photo(p1)})
+        vs = c.post(
+            "/verify", files={"a": photo(p1)}, data={"collection": "team", "person": "person1"}
+        )
+        wrong = c.post(
+            "/verify", files={"a": photo(p1)}, data={"collection": "team", "person": "person0"}
+        )
+        missing = c.post(
+            "/verify", files={"a": photo(p1)}, data={"collection": "team", "person": "nobody"}
+        )
+        neither = c.post("/verify", files={"a": photo(p1)})
+    assert same.json()["same"] is True and diff.json()["same"] is False
+    assert vs.json()["same"] is True and wrong.json()["same"] is False
+    assert missing.status_code == 404
+    assert neither.status_code == 422
+
+
+def test_people_and_templates_crud(service: Service, groups: list[list[str]]) -> None:
+    g = groups[3]
+    with service.client(service.key(["enroll"], ["other"])) as c:
+        r = c.post("/collections/other/people/dana/faces", files=[("files", photo(g[0]))])
+        assert r.status_code == 201
+        c.post("/collections/other/people/dana/faces", files=[("files", photo(g[1]))])
+        listed = c.get("/collections/other/people/dana/faces").json()["templates"]
+        assert len(listed) == 2 and "embedding" not in listed[0]
+        assert c.get("/collections/other/people").json()["people"][0]["templates"] == 2
+        assert c.delete(f"/collections/other/people/dana/faces/{listed[0]['id']}").is_success
+        assert (
+            c.delete(f"/collections/other/people/dana/faces/{listed[0]['id']}").status_code == 404
+        )
+        assert c.delete("/collections/other/people/dana").json()["templates"] == 1
+        assert c.delete("/collections/other/people/dana").status_code == 404
+        assert c.get("/collections/other/people").json()["people"] == []
+        assert c.get("/collections/nope/people").status_code == 403  # not in scope
+    with service.client(service.admin) as c:
+        r = c.post("/collections/nope/identify", files={"file": photo(g[0])})
+        assert r.status_code == 404 and "no collection named 'nope'" in r.json()["error"]
+
+
+def test_bad_inputs_are_clear_4xx_and_store_nothing(
+    service: Service, enrolled: dict[str, list[str]], groups: list[list[str]]
+) -> None:
+    good = photo(groups[4][0])
+    with service.client(service.admin) as c:
+        before = c.get("/collections/team/people").json()
+        r = c.post("/detect", files={"file": ("notes.jpg", b"%PDF-1.4 not an image", "image/jpeg")})
+        assert r.status_code == 415 and "PDF" in r.json()["error"]
+        r = c.post(
+            "/detect", files={"file": ("big.jpg", b"\xff" * (MAX_UPLOAD + 10), "image/jpeg")}
+        )
+        assert r.status_code == 413 and "limit" in r.json()["error"]
+        blank = ("blank.png", no_face_png(), "image/png")
+        r = c.post("/collections/team/identify", files={"file": blank})
+        assert r.status_code == 422 and "blank.png: no face found" in r.json()["error"]
+        # One good photo and one without a face: the whole enrollment is refused.
+        r = c.post("/collections/team/people/eve/faces", files=[("files", good), ("files", blank)])
+        assert r.status_code == 422 and "no face" in r.json()["error"]
+        r = c.post("/collections/team/people/eve/faces", files=[("files", good)] * 11)
+        assert r.status_code == 413 and "at most 10 photos" in r.json()["error"]
+        r = c.post("/collections/team/identify", data={"top_k": "1"})
+        assert r.status_code == 422 and "file" in r.json()["error"]
+        r = c.post("/collections/team/identify", files={"file": good}, data={"top_k": "999"})
+        assert r.status_code == 422
+        r = c.post("/collections", json={"name": "bad name!"})
+        assert r.status_code == 422
+        assert c.get("/collections/team/people").json() == before
+
+
+def test_rate_limit_and_daily_budget_give_429(
+    service: Service, enrolled: dict[str, list[str]]
+) -> None:
+    limited = service.key(["recognise"], ["team"], rate=0.5, burst=2)
+    with service.client(limited) as c:
+        codes = [c.get("/collections").status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        r = c.get("/collections")
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    budget = service.key(["recognise"], ["team"], daily_quota=2)
+    probe = photo(enrolled["person0"][0])
+    with service.client(budget) as c:
+        codes = [
+            c.post("/collections/team/identify", files={"file": probe}).status_code
+            for _ in range(3)
+        ]
+        assert codes == [200, 200, 429]
+        r = c.post("/detect", files={"file": probe})
+        assert r.status_code == 429 and "daily query budget" in r.json()["error"]
+
+
+def test_concurrent_requests_are_batched_and_all_correct(
+    service: Service, enrolled: dict[str, list[str]]
+) -> None:
+    token = service.key(["recognise"], ["team"], rate=1000, burst=1000)
+    jobs = [(name, rest[i % len(rest)]) for name, rest in enrolled.items() for i in range(5)]
+    batcher = service.app.state.faceprint.batcher
+    batches, items = batcher.batches, batcher.items
+
+    def run(job: tuple[str, str]) -> tuple[str, int, str | None]:
+        with service.client(token) as c:
+            r = c.post("/collections/team/identify", files={"file": photo(job[1])})
+        return job[0], r.status_code, r.json()["faces"][0]["name"] if r.is_success else None
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        results = list(pool.map(run, jobs))
+    assert all(code == 200 for _, code, _ in results), results
+    assert sum(want == got for want, _, got in results) >= len(jobs) - 1
+    served = batcher.items - items
+    assert served == len(jobs)
+    assert batcher.batches - batches < served  # several requests shared an ONNX call
+
+
+def test_every_request_is_audited_without_images(
+    service: Service, enrolled: dict[str, list[str]]
+) -> None:
+    with psycopg.connect(service.db.url) as conn:
+        cols = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'audit'"
+            )
+        ]
+        assert set(cols) == {
+            "id", "at", "key_id", "method", "endpoint", "collection", "result_size",
+            "status", "ms",
+        }  # fmt: skip
+        rows = conn.execute(
+            "SELECT status, endpoint, collection, result_size FROM audit"
+        ).fetchall()
+    statuses = {r[0] for r in rows}
+    # The tests above (run first, in file order) produced every kind of outcome.
+    assert {200, 201, 401, 403, 404, 413, 415, 422, 429} <= statuses
+    identify = [r for r in rows if r[1] == "/collections/{name}/identify" and r[0] == 200]
+    assert identify and all(r[2] == "team" and r[3] >= 1 for r in identify)
