@@ -20,7 +20,14 @@ import faceprint.embed  # noqa: F401
 from faceprint.detect import detect as _detect
 from faceprint.detect import largest
 from faceprint.embed import embed_faces
-from faceprint.errors import FaceprintError, GalleryError, ImageError, ModelError, NoFaceError
+from faceprint.errors import (
+    FaceprintError,
+    GalleryError,
+    ImageError,
+    ModelError,
+    NoFaceError,
+    SpoofError,
+)
 from faceprint.gallery import Gallery, Identification
 from faceprint.io import load_image
 from faceprint.match.verify import Verification, compare
@@ -60,16 +67,27 @@ def verify(
     fmr: float | None = None,
     detector: str | None = None,
     model_dir: str | Path | None = None,
+    require_live: bool = False,
 ) -> Verification:
-    """Are the (largest) faces of two images the same person?"""
+    """Are the (largest) faces of two images the same person?
+
+    With ``require_live`` a face judged a photo/screen raises SpoofError.
+    """
     faces = []
     for side in (a, b):
+        label = str(side) if isinstance(side, str | Path) else "image"
+        img: Image | None = None
         if isinstance(side, Face):
-            faces.append(side)
-            continue
-        found = largest(embed(side, detector=detector, model_dir=model_dir))
+            found: Face | None = side
+        else:
+            img = _image(side)
+            found = largest(embed(img, detector=detector, model_dir=model_dir))
         if found is None:
-            raise NoFaceError(f"{side if isinstance(side, str | Path) else 'image'}: no face found")
+            raise NoFaceError(f"{label}: no face found")
+        if require_live:
+            from faceprint.liveness import ensure_live
+
+            ensure_live(found, label, img, model_dir=model_dir)
         faces.append(found)
     return compare(faces[0], faces[1], threshold=threshold, fmr=fmr)
 
@@ -84,6 +102,7 @@ __all__ = [
     "ImageError",
     "ModelError",
     "NoFaceError",
+    "SpoofError",
     "Verification",
     "detect",
     "embed",

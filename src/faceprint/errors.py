@@ -29,3 +29,9 @@ class GalleryError(FaceprintError):
     """A gallery that cannot be opened, is empty where it must not be, or refuses a write."""
 
     exit_code = 6
+
+
+class SpoofError(FaceprintError):
+    """A face judged a presentation attack (photo, screen, mask) where a live one was required."""
+
+    exit_code = 7

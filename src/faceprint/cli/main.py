@@ -66,9 +66,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         for name, path in _progress(jobs, "enrolling", args.quiet):
             try:
                 faces, digest, label = _photo_faces(
-                    path, detector=args.detector, model_dir=args.model_dir
+                    path,
+                    detector=args.detector,
+                    model_dir=args.model_dir,
+                    liveness=args.require_live,
                 )
                 face = enrollment_face(faces, label)
+                if args.require_live:
+                    from faceprint.liveness import ensure_live
+
+                    ensure_live(face, label)
                 if face.embedding is None:
                     raise FaceprintError(f"{label}: face could not be embedded")
                 gallery.store.add_templates(
@@ -155,6 +162,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         fmr=args.fmr,
         detector=args.detector,
         model_dir=args.model_dir,
+        require_live=args.require_live,
     )
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -206,7 +214,12 @@ class Parents:
 
 #: Modules that add sub-commands: each has ``register(subparsers, parents: Parents)``
 #: which adds its parsers with ``set_defaults(func=...)``; func(args) returns the exit code.
-COMMAND_MODULES: list[str] = ["faceprint.cli.evaluate", "faceprint.service.cli", "faceprint.cli.video"]
+COMMAND_MODULES: list[str] = [
+    "faceprint.cli.evaluate",
+    "faceprint.service.cli",
+    "faceprint.cli.video",
+    "faceprint.cli.analyze",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="the person's name")
     p.add_argument("photos", nargs="*", help="photos with this person's face")
     p.add_argument("--from-folders", metavar="DIR", help="DIR/NAME/*.jpg, one folder per person")
+    p.add_argument("--require-live", action="store_true", help="skip faces judged photo/screen")
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("identify", parents=[common, thresholds], help="who is in these photos?")
@@ -269,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--require-live", action="store_true", help="refuse faces judged photo/screen")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("people", parents=[common], help="list enrolled people")

@@ -45,7 +45,7 @@ class Identification:
 
 
 def _photo_faces(
-    photo: Photo, *, detector: str | None, model_dir: str | Path | None
+    photo: Photo, *, detector: str | None, model_dir: str | Path | None, liveness: bool = False
 ) -> tuple[list[Face], str | None, str]:
     """Detect and embed the faces of a photo; also its content hash and a display name."""
     from faceprint.detect import detect
@@ -65,6 +65,10 @@ def _photo_faces(
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         label = str(path)
     faces = detect(image, detector=detector, model_dir=model_dir)
+    if liveness:
+        from faceprint.liveness import annotate
+
+        annotate(image, faces, model_dir=model_dir)
     return embed_faces(image, faces, model_dir=model_dir), digest, label
 
 
@@ -120,18 +124,29 @@ class Gallery:
         return float(value) if value is not None else DEFAULT_PACK.threshold()
 
     def enroll(
-        self, name: str, *photos: Photo, metadata: dict[str, Any] | None = None
+        self,
+        name: str,
+        *photos: Photo,
+        metadata: dict[str, Any] | None = None,
+        require_live: bool = False,
     ) -> list[int]:
-        """Add one template per photo (the photo's one clear face). All or nothing."""
+        """Add one template per photo (the photo's one clear face). All or nothing.
+
+        With ``require_live`` a face judged a photo/screen raises SpoofError (nothing added).
+        """
         if not photos:
             raise GalleryError("enroll needs at least one photo")
         faces: list[Face] = []
         digests: list[str | None] = []
         for photo in photos:
             found, digest, label = _photo_faces(
-                photo, detector=self.detector, model_dir=self.model_dir
+                photo, detector=self.detector, model_dir=self.model_dir, liveness=require_live
             )
             faces.append(enrollment_face(found, label))
+            if require_live:
+                from faceprint.liveness import ensure_live
+
+                ensure_live(faces[-1], label)
             digests.append(digest)
         return self.store.add_templates(
             name,

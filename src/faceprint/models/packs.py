@@ -80,3 +80,29 @@ DLIB_PACK = Pack(
     calibration="1743 impostor / 148 genuine pairs, ../shared/faces, faceprint 0.1.0",
 )
 DEFAULT_PACK = DLIB_PACK
+
+# Presentation-attack detection (faceprint.liveness): MiniFASNet of
+# minivision-ai/Silent-Face-Anti-Spoofing @ b6d5f04a, converted from its .pth weights to ONNX.
+# There is no official download of these ONNX files: the user names a directory that holds
+# them (--model-dir / FACEPRINT_MODEL_DIR).
+MINIFASNET_V2 = ModelFile(
+    name="2.7_80x80_MiniFASNetV2.onnx",
+    sha256="3c56fd0648f8100dab3d78f80918e9605aadd5a1e7ac0b1c1a5037b92988cce1",
+    licence="Apache-2.0",
+)
+MINIFASNET_V1SE = ModelFile(
+    name="4_0_0_80x80_MiniFASNetV1SE.onnx",
+    sha256="94856577987ea54b594ca56ee22dbfaf54c71498d28a9d486d9cfabebd90f27a",
+    licence="Apache-2.0",
+)
+# Facial expression (faceprint.attributes.expression): mini-Xception trained on FER2013,
+# oarriaga/face_classification, a Keras .hdf5 converted to ONNX on first use.
+FER_MINI_XCEPTION = ModelFile(
+    name="fer2013_mini_XCEPTION.102-0.66.hdf5",
+    sha256="59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
+    licence="MIT",
+    url=(
+        "https://github.com/oarriaga/face_classification/raw/master/trained_models/"
+        "emotion_models/fer2013_mini_XCEPTION.102-0.66.hdf5"
+    ),
+)
