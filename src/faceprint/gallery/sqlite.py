@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from faceprint.errors import GalleryError
+from faceprint.gallery.crypto import aad, open_codec
 from faceprint.match.index import SearchIndex, build_index, index_path
 from faceprint.match.search import F32
 
@@ -102,6 +103,7 @@ class SqliteGallery:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA secure_delete = ON")  # erased rows are zeroed
             with self._write():
                 for stmt in _SCHEMA.strip().split(";"):
                     if stmt.strip():
@@ -117,6 +119,7 @@ class SqliteGallery:
                         f"{self.path}: gallery schema {row[0]} is newer than this faceprint "
                         f"({SCHEMA_VERSION}); upgrade faceprint"
                     )
+                self._codec = open_codec(self._db, str(self.path))
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: not a faceprint gallery ({exc})") from exc
         self._index: SearchIndex | None = None
@@ -146,6 +149,9 @@ class SqliteGallery:
     def _generation(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
+
+    def _vector(self, blob: bytes, person_id: int, pack: str) -> F32:
+        return np.frombuffer(self._codec.decode(blob, aad(person_id, pack)), dtype="<f4").copy()
 
     def close(self) -> None:
         with self._lock:
@@ -238,6 +244,8 @@ class SqliteGallery:
             n = int(row.fetchone()[0])
             db.execute("DELETE FROM templates WHERE person_id=?", (pid,))
             db.execute("DELETE FROM people WHERE id=?", (pid,))
+        with self._lock:  # leave no copy of the erased rows in the WAL file
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n
 
     # -- templates ------------------------------------------------------------------------
@@ -290,14 +298,15 @@ class SqliteGallery:
                 cur = db.execute(
                     "INSERT INTO templates(person_id, embedding, dim, pack, image_sha256, "
                     "quality, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (pid, blob, dim, pk, digest, q, created),
+                    (pid, self._codec.encode(blob, aad(pid, pk)), dim, pk, digest, q, created),
                 )
                 ids.append(int(cur.lastrowid or 0))
         return ids
 
     def templates(self, name: str | None = None) -> list[Template]:
         sql = (
-            "SELECT t.id, p.name, t.embedding, t.pack, t.image_sha256, t.quality, t.created "
+            "SELECT t.id, p.name, t.embedding, t.pack, t.image_sha256, t.quality, t.created, "
+            "t.person_id "
             "FROM templates t JOIN people p ON p.id = t.person_id"
         )
         args: tuple[Any, ...] = ()
@@ -307,7 +316,7 @@ class SqliteGallery:
             args = (name,)
         rows = self._db.execute(sql + " ORDER BY t.id", args).fetchall()
         return [
-            Template(r[0], r[1], np.frombuffer(r[2], dtype="<f4").copy(), r[3], r[4], r[5], r[6])
+            Template(r[0], r[1], self._vector(r[2], r[7], r[3]), r[3], r[4], r[5], r[6])
             for r in rows
         ]
 
@@ -334,7 +343,9 @@ class SqliteGallery:
                 names = dict(self._db.execute("SELECT id, name FROM people").fetchall())
                 if rows:
                     dim = int(rows[0][2])
-                    emb = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+                    pack = self.pack or ""
+                    blobs = [self._codec.decode(r[1], aad(r[0], pack)) for r in rows]
+                    emb = np.frombuffer(b"".join(blobs), dtype="<f4")
                     emb = emb.reshape(len(rows), dim)
                     pids = np.array([r[0] for r in rows], dtype=np.int64)
                 else:
