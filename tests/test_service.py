@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -287,6 +289,80 @@ def test_concurrent_requests_are_batched_and_all_correct(
     served = batcher.items - items
     assert served == len(jobs)
     assert batcher.batches - batches < served  # several requests shared an ONNX call
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def test_web_page_enrolls_identifies_and_draws_boxes(
+    service: Service, groups: list[list[str]], tmp_path: Path
+) -> None:
+    """The page at / in headless Chromium: key, enroll from photos, identify, boxes drawn."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        message = "Debian chromium and chromium-driver are needed (apt-get install ...)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1000,1400",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(options=opts, service=DriverService(str(CHROMEDRIVER)))
+    group = groups[0]
+    try:
+        driver.get(service.url + "/")
+        driver.find_element(By.ID, "key").send_keys(service.admin)
+        box = driver.find_element(By.ID, "collection")
+        box.clear()
+        box.send_keys("web")
+        status = driver.find_element(By.ID, "status")
+        driver.find_element(By.ID, "create").click()
+        WebDriverWait(driver, 30).until(lambda d: "created collection web" in status.text)
+        driver.find_element(By.ID, "person").send_keys("ada")
+        paths = "\n".join(str(FACES / p) for p in group[:2])
+        driver.find_element(By.ID, "enroll-files").send_keys(paths)
+        driver.find_element(By.ID, "enroll").click()
+        WebDriverWait(driver, 120).until(lambda d: "enrolled ada: 2" in status.text)
+        driver.find_element(By.ID, "probe").send_keys(str(FACES / group[2]))
+        driver.find_element(By.ID, "identify").click()
+        canvas = driver.find_element(By.ID, "canvas")
+        WebDriverWait(driver, 120).until(lambda d: canvas.get_attribute("data-boxes") != "0")
+        shot = tmp_path / "page.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        assert canvas.get_attribute("data-names") == "ada"
+        assert "ada" in status.text
+        green = driver.execute_script(
+            "const c = document.getElementById('canvas');"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for (let i = 0; i < d.length; i += 4)"
+            " if (d[i] === 0 && d[i + 1] === 255 && d[i + 2] === 0) n++; return n;"
+        )
+        assert green > 500, f"only {green} pure-green pixels: no box drawn"
+        if os.environ.get("FACEPRINT_KEEP_SCREENSHOT"):
+            shot.replace(os.environ["FACEPRINT_KEEP_SCREENSHOT"])
+        # A wrong key shows the service's error on the page instead of drawing.
+        key = driver.find_element(By.ID, "key")
+        key.clear()
+        key.send_keys("fp_wrong")
+        driver.find_element(By.ID, "identify").click()
+        WebDriverWait(driver, 30).until(lambda d: "401" in status.text)
+    finally:
+        driver.quit()
 
 
 def test_every_request_is_audited_without_images(
