@@ -1,4 +1,4 @@
-"""``faceprint serve`` and ``faceprint keys``: the service's command-line front end."""
+"""``faceprint serve`` and ``faceprint api-keys``: the service's command-line front end."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 )
         else:
             if args.id is None:
-                raise FaceprintError("usage: faceprint keys revoke ID")
+                raise FaceprintError("usage: faceprint api-keys revoke ID")
             revoke_key(db, args.id)
             print(f"revoked key {args.id}")
     finally:
@@ -92,7 +92,9 @@ def register(sub: Any, parents: Any) -> None:
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("keys", parents=[db], help="create, list or revoke service API keys")
+    p = sub.add_parser(
+        "api-keys", parents=[db], help="create, list or revoke the HTTP service's API keys"
+    )
     p.add_argument("action", choices=["create", "list", "revoke"])
     p.add_argument("id", nargs="?", type=int, help="key id (revoke)")
     p.add_argument("--name", default="key", help="a label for the key")
