@@ -219,6 +219,7 @@ COMMAND_MODULES: list[str] = [
     "faceprint.service.cli",
     "faceprint.cli.video",
     "faceprint.cli.analyze",
+    "faceprint.cli.privacy",
 ]
 
 
