@@ -60,11 +60,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         if not args.name or not args.photos:
             raise FaceprintError("usage: faceprint enroll NAME PHOTO... | --from-folders DIR")
         jobs = [(args.name, Path(p)) for p in args.photos]
-    failures = 0
+    if args.ray or args.ray_address:
+        return _enroll_ray(args, jobs)
+    failures = skipped = 0
     added: dict[str, int] = {}
     with Gallery(args.gallery, detector=args.detector, model_dir=args.model_dir) as gallery:
         for name, path in _progress(jobs, "enrolling", args.quiet):
             try:
+                if _already_enrolled(gallery.store, path):
+                    skipped += 1
+                    continue
                 faces, digest, label = _photo_faces(
                     path,
                     detector=args.detector,
@@ -89,12 +94,57 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             except FaceprintError as exc:
                 failures += 1
                 _err(f"skipped: {exc}")
+    return _enroll_summary(added, skipped, failures, len(jobs))
+
+
+def _already_enrolled(store: Any, path: Path) -> bool:
+    """Is this photo (by content hash) in the gallery already? (So reruns resume.)"""
+    from faceprint.gallery.batch import file_sha256
+
+    try:
+        return bool(store.has_image(file_sha256(path)))
+    except OSError:
+        return False  # unreadable: enrolling it reports why
+
+
+def _enroll_summary(added: dict[str, int], skipped: int, failures: int, total: int) -> int:
     for name, n in sorted(added.items()):
         print(f"enrolled {name}: {n} photo{'s' if n != 1 else ''}")
+    if skipped:
+        print(f"{skipped} photo{'s' if skipped != 1 else ''} already enrolled, skipped")
     if failures:
-        _err(f"{failures} of {len(jobs)} photos were not enrolled")
+        _err(f"{failures} of {total} photos were not enrolled")
         return 2
     return 0
+
+
+def _enroll_ray(args: argparse.Namespace, jobs: list[tuple[str, Path]]) -> int:
+    """enroll --ray: detection and embedding on Ray Data, templates written here."""
+    from tqdm import tqdm
+
+    from faceprint.gallery.batch import enroll_ray
+    from faceprint.gallery.sqlite import SqliteGallery
+
+    if args.require_live:
+        raise FaceprintError("--require-live is not available with --ray")
+    if args.batch_size < 1:
+        raise FaceprintError("--batch-size must be at least 1")
+    with (
+        SqliteGallery(args.gallery) as store,
+        tqdm(total=len(jobs), desc="enrolling", unit="photo", disable=args.quiet) as bar,
+    ):
+        report = enroll_ray(
+            store,
+            jobs,
+            address=args.ray_address,
+            detector=args.detector,
+            model_dir=args.model_dir,
+            batch_size=args.batch_size,
+            progress=bar.update,
+        )
+    for _, reason in report.failures:
+        _err(f"skipped: {reason}")
+    return _enroll_summary(report.added, report.skipped, len(report.failures), len(jobs))
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
@@ -267,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photos", nargs="*", help="photos with this person's face")
     p.add_argument("--from-folders", metavar="DIR", help="DIR/NAME/*.jpg, one folder per person")
     p.add_argument("--require-live", action="store_true", help="skip faces judged photo/screen")
+    p.add_argument("--ray", action="store_true", help="detect and embed on Ray (local cluster)")
+    p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (implies --ray)")
+    p.add_argument("--batch-size", type=int, default=16, help="photos per Ray batch (16)")
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("identify", parents=[common, thresholds], help="who is in these photos?")
