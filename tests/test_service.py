@@ -128,6 +128,29 @@ def test_no_key_bad_key_and_revoked_key_get_401(service: Service) -> None:
         assert c.get("/collections").status_code == 401
 
 
+def test_api_keys_cli_prints_token_once_lists_and_revokes(
+    service: Service, enrolled: dict[str, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from faceprint.cli.main import main
+
+    db = ["--database", service.db.url]
+    args = ["api-keys", "create", *db, "--role", "recognise", "--collections", "team"]
+    assert main([*args, "--name", "cli-key"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("fp_") and len(token) > 40
+    with service.client(token) as c:
+        assert [x["name"] for x in c.get("/collections").json()["collections"]] == ["team"]
+    assert main(["api-keys", "list", *db]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "cli-key" in x)
+    assert "active" in line and token not in line and "recognise" in line
+    assert main(["api-keys", "revoke", line.split()[0], *db]) == 0
+    service.app.state.faceprint.keys._cache.clear()
+    with service.client(token) as c:
+        assert c.get("/collections").status_code == 401
+    assert main(["api-keys", "create", *db, "--role", "root", "--collections", "*"]) == 1
+    assert "roles must be some of" in capsys.readouterr().err
+
+
 def test_scopes_give_403(service: Service, enrolled: dict[str, list[str]]) -> None:
     probe = next(iter(enrolled.values()))[0]
     recognise = service.key(["recognise"], ["team"])
@@ -386,4 +409,4 @@ def test_every_request_is_audited_without_images(
     # The tests above (run first, in file order) produced every kind of outcome.
     assert {200, 201, 401, 403, 404, 413, 415, 422, 429} <= statuses
     identify = [r for r in rows if r[1] == "/collections/{name}/identify" and r[0] == 200]
-    assert identify and all(r[2] == "team" and r[3] >= 1 for r in identify)
+    assert identify and all(r[2] in ("team", "web") and r[3] >= 1 for r in identify)
