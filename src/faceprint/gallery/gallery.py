@@ -14,12 +14,15 @@ from faceprint.gallery.sqlite import Candidate, Person, SqliteGallery
 from faceprint.io import load_image
 from faceprint.match.verify import resolve_threshold
 from faceprint.models.packs import DEFAULT_PACK
+from faceprint.quality import fill as fill_quality
 from faceprint.types import Face, Image
 
 Photo = str | Path | Image | Face
 
 #: A second face this large (relative to the largest) makes an enrollment photo ambiguous.
 AMBIGUOUS_SECOND_FACE = 0.5
+#: Faces below this quality (faceprint.quality, 0..1) are not enrolled by default.
+MIN_ENROLL_QUALITY = 0.4
 
 
 @dataclass
@@ -65,6 +68,7 @@ def _photo_faces(
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         label = str(path)
     faces = detect(image, detector=detector, model_dir=model_dir)
+    fill_quality(image, faces)
     if liveness:
         from faceprint.liveness import annotate
 
@@ -86,6 +90,16 @@ def enrollment_face(faces: list[Face], label: str) -> Face:
                 f"(or crop it) so the wrong person is not enrolled"
             )
     return faces[0]
+
+
+def _check_quality(face: Face, label: str, min_quality: float) -> None:
+    if face.quality is None or face.quality >= min_quality:
+        return
+    reasons = face.attributes.get("quality", {}).get("reasons") or ["low quality"]
+    raise GalleryError(
+        f"{label}: face quality {face.quality:.2f} is below {min_quality:.2f} "
+        f"({', '.join(reasons)}); enroll a sharper, larger, more frontal photo"
+    )
 
 
 class Gallery:
@@ -129,10 +143,13 @@ class Gallery:
         *photos: Photo,
         metadata: dict[str, Any] | None = None,
         require_live: bool = False,
+        min_quality: float = MIN_ENROLL_QUALITY,
     ) -> list[int]:
         """Add one template per photo (the photo's one clear face). All or nothing.
 
         With ``require_live`` a face judged a photo/screen raises SpoofError (nothing added).
+        A face of quality below ``min_quality`` (faceprint.quality) raises GalleryError
+        naming the reasons; a Face given without a quality is taken as it is.
         """
         if not photos:
             raise GalleryError("enroll needs at least one photo")
@@ -143,6 +160,7 @@ class Gallery:
                 photo, detector=self.detector, model_dir=self.model_dir, liveness=require_live
             )
             faces.append(enrollment_face(found, label))
+            _check_quality(faces[-1], label, min_quality)
             if require_live:
                 from faceprint.liveness import ensure_live
 
