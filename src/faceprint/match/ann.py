@@ -73,10 +73,15 @@ class AnnIndex:
         self._set(embeddings, ids, people)
 
     def _set(self, embeddings: F32, ids: I64, people: I64) -> None:
-        order = np.argsort(ids, kind="stable")
-        self._ids = np.asarray(ids, dtype=np.int64)[order]
-        self._emb = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32)[order])
-        self._people = np.asarray(people, dtype=np.int64)[order]
+        ids = np.asarray(ids, dtype=np.int64)
+        emb = np.asarray(embeddings, dtype=np.float32)
+        people = np.asarray(people, dtype=np.int64)
+        if len(ids) > 1 and not bool(np.all(ids[:-1] < ids[1:])):  # the store's are sorted
+            order = np.argsort(ids, kind="stable")
+            ids, emb, people = ids[order], emb[order], people[order]
+        self._ids = ids
+        self._emb = np.ascontiguousarray(emb)  # kept for exact re-scoring (no copy if sorted)
+        self._people = people
 
     # -- building -------------------------------------------------------------------------
     @classmethod
