@@ -60,7 +60,7 @@ async def _client(
 
 async def _load(
     url: str, token: str, clients: int, seconds: float
-) -> tuple[int, list[float], list[str]]:
+) -> tuple[float, list[float], list[str]]:
     bodies = [(FACES / p).read_bytes() for p in PROBES]
     lat: list[float] = []
     errs: list[str] = []
@@ -73,7 +73,7 @@ async def _load(
         stop = start + seconds
         await asyncio.gather(*(_client(client, stop, bodies, lat, errs) for _ in range(clients)))
         elapsed = time.monotonic() - start
-    return int(len(lat) / elapsed), lat, errs
+    return len(lat) / elapsed, lat, errs
 
 
 def main() -> int:
@@ -132,7 +132,7 @@ def main() -> int:
             p99s.append(p99)
             errors += len(errs)
             print(
-                f"run {run + 1}: {len(lat)} requests, {rate} req/s, p50 {p50:.0f} ms, "
+                f"run {run + 1}: {len(lat)} requests, {rate:.1f} req/s, p50 {p50:.0f} ms, "
                 f"p99 {p99:.0f} ms, errors {len(errs)}" + (f" (first: {errs[0]})" if errs else "")
             )
         print(

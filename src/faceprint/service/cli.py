@@ -29,7 +29,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         detector=args.detector,
         model_dir=args.model_dir,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=30
+    )
     return 0
 
 
