@@ -44,9 +44,9 @@ def verification_plots(results: dict[str, Any], out: Path) -> list[Path]:
         curve = metrics.roc(s, y)
         floor = 0.5 / max(1, int((~y).sum()))
         ax_roc.plot(np.maximum(curve.fmr, floor), curve.tmr, label=c["condition"])
-        fnmr = 1 - curve.tmr
-        keep = (curve.fmr > 0) & (fnmr > 0)
-        ax_det.plot(curve.fmr[keep], fnmr[keep], label=c["condition"])
+        # log axes: rates of 0 are drawn at half of one comparison
+        fnmr = np.maximum(1 - curve.tmr, 0.5 / max(1, int(y.sum())))
+        ax_det.plot(np.maximum(curve.fmr, floor), fnmr, label=c["condition"])
     ax_roc.set(
         xscale="log",
         xlabel="false match rate (log)",
