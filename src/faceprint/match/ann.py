@@ -70,6 +70,8 @@ class AnnIndex:
     def __init__(self, index: Any, embeddings: F32, ids: I64, people: I64) -> None:
         self._index = index
         self.nprobe = DEFAULT_NPROBE
+        #: True when the index differs from what was last saved (or was never saved).
+        self.changed = True
         self._set(embeddings, ids, people)
 
     def _set(self, embeddings: F32, ids: I64, people: I64) -> None:
@@ -119,6 +121,7 @@ class AnnIndex:
         n_new = int(new_mask.sum())
         if len(ids) == 0 or n_new > RETRAIN_SHARE * len(ids) or emb.shape[1] != self.dim:
             return AnnIndex.train(emb, ids, people)
+        self.changed = self.changed or bool(len(gone) or n_new)
         if len(gone):
             self._index.remove_ids(gone)
         if n_new:
@@ -145,6 +148,7 @@ class AnnIndex:
         mtmp = path.with_name(path.name + ".json.tmp")
         mtmp.write_text(json.dumps(manifest))
         os.replace(mtmp, manifest_path(path))
+        self.changed = False
 
     @classmethod
     def load(
@@ -165,6 +169,7 @@ class AnnIndex:
         ann = cls.__new__(cls)
         ann._index = index
         ann.nprobe = DEFAULT_NPROBE
+        ann.changed = False
         ann._ids = np.sort(stored)
         ann._emb = np.zeros((0, embeddings.shape[1]), np.float32)
         ann._people = np.zeros(0, np.int64)

@@ -67,7 +67,7 @@ def build_index(
     from ANN_MIN_TEMPLATES templates when faiss is installed). For the approximate index,
     ``ids`` are the templates' stable ids (default 0..N-1); ``previous`` (the index this
     one replaces) and the persisted index at ``path`` are updated incrementally; the
-    result is saved to ``path`` with ``generation`` when it changed.
+    result is saved to ``path`` with ``generation`` when its templates changed.
     """
     from faceprint.match import ann
 
@@ -89,17 +89,16 @@ def build_index(
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     if len(ids) != n or len(people) != n:
         raise ValueError("embeddings, ids and people must have one row per template")
-    stored_generation = None
     index: ann.AnnIndex | None = None
     if isinstance(previous, ann.AnnIndex):
         index = previous.sync(embeddings, ids, people)
     elif path is not None:
         loaded = ann.AnnIndex.load(path, embeddings, ids, people)
         if loaded is not None:
-            index, stored_generation = loaded
+            index = loaded[0]
     if index is None:
         index = ann.AnnIndex.train(embeddings, ids, people)
-    if path is not None and generation is not None and stored_generation != generation:
+    if path is not None and generation is not None and index.changed:
         try:
             index.save(path, generation)
         except OSError as exc:  # a read-only folder: search still works, from memory

@@ -1,0 +1,151 @@
+"""Search indexes: exact in chunks, approximate (FAISS) against exact, persistence, fallback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+from faceprint.errors import GalleryError
+from faceprint.gallery.sqlite import SqliteGallery
+from faceprint.match import index as index_mod
+from faceprint.match import search
+from faceprint.match.index import build_index, index_path
+from faceprint.match.search import ExactIndex
+
+faiss = pytest.importorskip("faiss", reason="faiss-cpu is in the 'scale' extra")
+
+from faceprint.match.ann import AnnIndex, manifest_path  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real(reference: dict[str, Any]) -> np.ndarray:
+    """Every face descriptor of the dlib reference run over ../shared/faces (real templates)."""
+    vecs = [f["descriptor"] for img in reference.values() for f in img["faces"]]
+    emb = np.asarray(vecs, dtype=np.float32)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _top1(hits: list[list[Any]]) -> list[int]:
+    return [row[0].person for row in hits]
+
+
+def test_ann_top1_equals_exact_on_real_embeddings(real: np.ndarray) -> None:
+    # The real faces are the people to find, hidden among 20k face-like distractors
+    # (real templates pushed away from their person), spread over 64 inverted lists.
+    rng = np.random.default_rng(0)
+    distract = _unit(
+        real[rng.integers(0, len(real), 20_000)] + 0.08 * rng.standard_normal((20_000, 128))
+    )
+    emb = np.concatenate([real, distract])
+    people = np.r_[np.arange(len(real)), len(real) + np.arange(len(distract)) // 4]
+    probes = _unit(real + 0.02 * rng.standard_normal(real.shape))
+    exact = ExactIndex(emb, people).search(probes, 3)
+    ann = AnnIndex.train(emb, np.arange(len(emb), dtype=np.int64), people, nlist=64)
+    approx = ann.search(probes, 3)
+    assert _top1(approx) == _top1(exact)
+    for a, e in zip(approx, exact, strict=True):  # candidates are re-scored exactly
+        assert a[0].score == pytest.approx(e[0].score, abs=1e-5)
+        assert len({h.person for h in a}) == 3
+
+
+def test_exact_in_chunks_equals_one_pass(real: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    people = np.arange(len(real)) // 2
+    whole = ExactIndex(real, people).search(real, 4)
+    monkeypatch.setattr(search, "SCORE_BYTES", 4 * len(real) * 3)  # 3 probes per chunk
+    chunked = ExactIndex(real, people).search(real, 4)
+    assert [[h.person for h in r] for r in chunked] == [[h.person for h in r] for r in whole]
+    np.testing.assert_allclose(
+        [[h.score for h in r] for r in chunked], [[h.score for h in r] for r in whole], atol=1e-6
+    )
+
+
+def _enroll_all(store: SqliteGallery, real: np.ndarray) -> None:
+    for i in range(0, 40, 2):
+        store.add_templates(f"p{i // 2}", [real[i], real[i + 1]], pack="dlib")
+
+
+def _manifest(store: SqliteGallery) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(manifest_path(index_path(store.path)).read_text())
+    return data
+
+
+def test_persisted_index_reloads_and_follows_enroll_and_forget(
+    real: np.ndarray, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACEPRINT_INDEX", "ann")
+    path = tmp_path / "g.db"
+    with SqliteGallery(path) as store:
+        _enroll_all(store, real)
+        assert [c[0].name for c in store.search(real[:40:2])] == [f"p{i}" for i in range(20)]
+        assert isinstance(store._current_index()[0], AnnIndex)
+        assert _manifest(store)["generation"] == store._generation()
+        assert len(_manifest(store)["ids"]) == 40
+    saved = index_path(path).stat().st_mtime_ns
+    with SqliteGallery(path) as store, SqliteGallery(path) as other:
+        index, _ = store._current_index()
+        assert isinstance(index, AnnIndex) and len(index) == 40
+        assert index_path(path).stat().st_mtime_ns == saved  # unchanged: loaded, not rewritten
+        # Another connection enrolls and forgets; this one's index follows.
+        other.add_templates("newcomer", [real[45]], pack="dlib")
+        assert store.search(real[45:46])[0][0].name == "newcomer"
+        other.remove("p3")
+        names = {c.name for c in store.search(real[6:8], k=30)[0]}
+        assert names == {f"p{i}" for i in range(20) if i != 3} | {"newcomer"}
+        index, _ = store._current_index()
+        assert isinstance(index, AnnIndex) and len(index) == 39
+        assert index._index.ntotal == 39
+        assert _manifest(store)["generation"] == store._generation()
+        ids = {t.id for t in store.templates()}
+        assert set(_manifest(store)["ids"]) == ids
+    # A stale file (other generation, other ids) is brought in sync when opened again.
+    with SqliteGallery(path) as store:
+        store.add_templates("late", [real[50]], pack="dlib")
+    with SqliteGallery(path) as store:
+        assert store.search(real[50:51])[0][0].name == "late"
+        assert set(_manifest(store)["ids"]) == {t.id for t in store.templates()}
+
+
+def test_corrupt_index_file_is_rebuilt(
+    real: np.ndarray, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACEPRINT_INDEX", "ann")
+    path = tmp_path / "g.db"
+    with SqliteGallery(path) as store:
+        _enroll_all(store, real)
+        store.search(real[:1])
+    index_path(path).write_bytes(b"garbage")
+    with SqliteGallery(path) as store:
+        assert store.search(real[10:11])[0][0].name == "p5"
+    assert faiss.read_index(str(index_path(path))).ntotal == 40
+
+
+def test_falls_back_to_exact_without_faiss(
+    real: np.ndarray, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)  # "import faiss" raises ImportError
+    monkeypatch.setattr(index_mod, "_warned", set())
+    people = np.arange(len(real))
+    index = build_index(real, people, kind="ann")
+    assert isinstance(index, ExactIndex)
+    assert "faiss-cpu is not installed" in capsys.readouterr().err
+    assert _top1(index.search(real)) == list(range(len(real)))
+
+
+def test_auto_is_exact_below_the_measured_size(real: np.ndarray) -> None:
+    assert isinstance(build_index(real, np.arange(len(real)), kind="auto"), ExactIndex)
+
+
+def test_unknown_index_kind(real: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(GalleryError, match="unknown index"):
+        build_index(real, np.arange(len(real)), kind="hnsw-please")
+    monkeypatch.setenv("FACEPRINT_INDEX", "fast")
+    with pytest.raises(GalleryError, match="FACEPRINT_INDEX"):
+        build_index(real, np.arange(len(real)))
