@@ -18,6 +18,7 @@ import argparse
 import os
 import resource
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -59,13 +60,19 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
-def timed(fn: object, runs: int) -> float:
+def timed(runs: int, fn: Callable[..., object], *args: object) -> float:
+    """Median seconds of ``fn(*args)`` over ``runs`` runs."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn(*args)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def one_at_a_time(index: ExactIndex | AnnIndex, probes: np.ndarray) -> None:
+    for p in probes:
+        index.search(p[None], 1)
 
 
 def batched(index: ExactIndex | AnnIndex, probes: np.ndarray, batch: int = 64) -> list[int]:
@@ -104,9 +111,9 @@ def main() -> None:
         exact = ExactIndex(emb, people)
         build = time.perf_counter() - t0
         exact_top = batched(exact, probes)
-        t_batch = timed(lambda: batched(exact, probes), args.runs) / len(probes)
+        t_batch = timed(args.runs, batched, exact, probes) / len(probes)
         few = probes[:20]
-        t_single = timed(lambda: [exact.search(p[None]) for p in few], args.runs) / len(few)
+        t_single = timed(args.runs, one_at_a_time, exact, few) / len(few)
         acc = float(np.mean(np.array(exact_top) == truth))
         print(
             f"  exact: build {build:.1f} s; {1000 * t_batch:.1f} ms/probe in batches of 64, "
@@ -131,8 +138,8 @@ def main() -> None:
             ann.nprobe = nprobe
             top = batched(ann, probes)
             recall = float(np.mean(np.array(top) == np.array(exact_top)))
-            t_batch = timed(lambda: batched(ann, probes), args.runs) / len(probes)  # noqa: B023
-            t_single = timed(lambda: [ann.search(p[None]) for p in few], args.runs) / len(few)  # noqa: B023
+            t_batch = timed(args.runs, batched, ann, probes) / len(probes)
+            t_single = timed(args.runs, one_at_a_time, ann, few) / len(few)
             print(
                 f"  approximate nprobe {nprobe:3d}: {1000 * t_batch:.2f} ms/probe in batches "
                 f"of 64, {1000 * t_single:.2f} ms/probe one at a time; recall@1 vs exact "
