@@ -93,18 +93,20 @@ def main() -> int:
         shutil.copy(YUNET, cache / "models" / YUNET.name)
     env = {**os.environ, "FACEPRINT_CACHE_DIR": str(cache), "FACEPRINT_DATABASE": url}
     faceprint = [sys.executable, "-m", "faceprint.cli.main"]
-    token = subprocess.run(
-        [*faceprint, "api-keys", "create", "--role", "admin", "--collections", "*",
-         "--rate", "100000", "--burst", "100000", "--daily-quota", "10000000"],
-        env=env, check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    port = _port()
-    server = subprocess.Popen(
-        [*faceprint, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server: subprocess.Popen[bytes] | None = None
     try:
+        token = subprocess.run(
+            [*faceprint, "api-keys", "create", "--role", "admin", "--collections", "*",
+             "--rate", "100000", "--burst", "100000", "--daily-quota", "10000000"],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        port = _port()
+        server = subprocess.Popen(
+            [*faceprint, "serve", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--log-level", "warning"],
+            env=env,
+        )
+        base = f"http://127.0.0.1:{port}"
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120
         ) as c:
@@ -141,8 +143,9 @@ def main() -> int:
             f"errors {errors}"
         )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(cache, ignore_errors=True)
     return 1 if errors else 0
