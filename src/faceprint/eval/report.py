@@ -32,6 +32,22 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _grid(plt: Any, n: int) -> list[Any]:
+    """Axes for n small plots, up to 3 a row; spare axes hidden."""
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return flat[:n]
+
+
+def _bins(scores: np.ndarray) -> np.ndarray:
+    lo = float(scores.min()) if len(scores) else 0.0
+    return np.linspace(max(-1.0, lo - 0.02), 1.0, 41)
+
+
 def verification_plots(results: dict[str, Any], out: Path) -> list[Path]:
     from faceprint.eval import metrics
 
@@ -65,16 +81,16 @@ def verification_plots(results: dict[str, Any], out: Path) -> list[Path]:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     paths = [_save(fig_roc, out / "roc.png"), _save(fig_det, out / "det.png")]
-    fig, axes = plt.subplots(1, len(conds), figsize=(4 * len(conds), 3.2), squeeze=False)
-    for ax, c in zip(axes[0], conds, strict=True):
+    axes = _grid(plt, len(conds))
+    for ax, c in zip(axes, conds, strict=False):
         s, y = _scores(c["data"]["scores"]), np.array(c["data"]["labels"], dtype=bool)
         ok = np.isfinite(s)
-        bins = np.linspace(min(-0.2, float(s[ok].min(initial=0))), 1, 41)
+        bins = _bins(s[ok])
         ax.hist(s[ok & ~y], bins=bins, alpha=0.6, density=True, label="impostor")
         ax.hist(s[ok & y], bins=bins, alpha=0.6, density=True, label="genuine")
         ax.set(title=c["condition"], xlabel="cosine similarity")
         ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "scores.png"))
+    paths.append(_save(axes[0].figure, out / "scores.png"))
     return paths
 
 
@@ -89,16 +105,17 @@ def identification_plots(results: dict[str, Any], out: Path) -> list[Path]:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     paths = [_save(fig, out / "cmc.png")]
-    fig, axes = plt.subplots(1, len(conds), figsize=(4 * len(conds), 3.2), squeeze=False)
-    for ax, c in zip(axes[0], conds, strict=True):
+    axes = _grid(plt, len(conds))
+    for ax, c in zip(axes, conds, strict=False):
         mated = _scores(c["data"]["mated_scores"])
         non = _scores(c["data"]["nonmated_scores"])
-        bins = np.linspace(-0.2, 1, 41)
+        both = np.r_[mated, non]
+        bins = _bins(both[np.isfinite(both)])
         ax.hist(non[np.isfinite(non)], bins=bins, alpha=0.6, density=True, label="non-mated")
         ax.hist(mated[np.isfinite(mated)], bins=bins, alpha=0.6, density=True, label="mated")
         ax.set(title=c["condition"], xlabel="top-1 cosine similarity")
         ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "scores.png"))
+    paths.append(_save(axes[0].figure, out / "scores.png"))
     return paths
 
 
@@ -194,7 +211,7 @@ img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
 </style></head><body>
 <h1>faceprint evaluation: {html.escape(results["protocol"])}</h1>
 <h2>Setup</h2>
-{_table(["", ""], [[html.escape(a), html.escape(b)] for a, b in setup])}
+{_table(["setting", "value"], [[html.escape(a), html.escape(b)] for a, b in setup])}
 <h2>Figures</h2>
 {_table(header, rows)}
 <p>* fewer comparisons than the rate needs (see notes): measured at rate 0.</p>
