@@ -74,11 +74,12 @@ def patch(image: Image, box: Box, scale: float) -> npt.NDArray[np.float32]:
     """The 1 x 3 x 80 x 80 BGR float input for one model."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = crop_box(w, h, box, scale)
-    region = np.ascontiguousarray(image[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1, ::-1])
+    region = image[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1]  # a view: no copy
     if region.size == 0:
         raise FaceprintError(f"face box {box.as_list()} lies outside the {w}x{h} image")
     resized = cv2.resize(region, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
-    return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1)[None]
+    # RGB -> BGR after resizing (per-channel bilinear, so the order does not matter).
+    return np.asarray(resized[:, :, ::-1], dtype=np.float32).transpose(2, 0, 1)[None]
 
 
 def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
