@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--spread", type=float, default=0.27)
-    parser.add_argument("--nprobe", default=f"8,{DEFAULT_NPROBE},32")
+    parser.add_argument("--nprobe", default=f"4,{DEFAULT_NPROBE},16")
     parser.add_argument("--no-ann", action="store_true")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, FACEPRINT/OMP threads: {os.environ.get('OMP_NUM_THREADS')}")

@@ -286,7 +286,7 @@ def enroll_ray(
             },
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=1,
         )
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):

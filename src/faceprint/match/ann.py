@@ -28,7 +28,7 @@ FETCH_PER_PERSON = 16
 #: Fewest templates fetched per probe.
 MIN_FETCH = 64
 #: Inverted lists probed per search; recall@1 >= 0.99 on the clustered 1M benchmark.
-DEFAULT_NPROBE = 16
+DEFAULT_NPROBE = 8
 #: Training vectors per inverted list (FAISS wants at least 39).
 TRAIN_PER_LIST = 40
 #: Retrain instead of adding incrementally once this share of the index is new.
@@ -134,7 +134,7 @@ class AnnIndex:
         """Write ``path`` (the FAISS index) and ``path.json`` (its manifest), atomically."""
         faiss = _faiss()
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per writer
         faiss.write_index(self._index, str(tmp))
         os.replace(tmp, path)
         manifest = {
@@ -145,7 +145,7 @@ class AnnIndex:
             "nlist": int(self._index.nlist),
             "ids": self._ids.tolist(),
         }
-        mtmp = path.with_name(path.name + ".json.tmp")
+        mtmp = path.with_name(f"{path.name}.json.{os.getpid()}.tmp")
         mtmp.write_text(json.dumps(manifest))
         os.replace(mtmp, manifest_path(path))
         self.changed = False
