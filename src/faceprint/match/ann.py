@@ -27,8 +27,10 @@ from faceprint.match.search import F32, I64, Hit
 FETCH_PER_PERSON = 16
 #: Fewest templates fetched per probe.
 MIN_FETCH = 64
-#: Inverted lists probed per search; recall@1 >= 0.99 on the clustered 1M benchmark.
-DEFAULT_NPROBE = 8
+#: Inverted lists probed per search (of 1024 at 1M templates). bench/search_scale.py, 1M:
+#: recall@1 vs exact 0.978-0.991 at 4, 0.997-1.0 at 8, 1.0 at 16 for 0.3-0.8 ms per probe
+#: (2 cores, quiet; about 2 ms when loaded), so 16 for a margin on real, less tidy data.
+DEFAULT_NPROBE = 16
 #: Training vectors per inverted list (FAISS wants at least 39).
 TRAIN_PER_LIST = 40
 #: Retrain instead of adding incrementally once this share of the index is new.
