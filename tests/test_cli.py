@@ -144,3 +144,22 @@ def test_console_script_runs() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("same person")
+
+
+def test_enroll_refuses_low_quality_faces(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import cv2
+
+    from faceprint.io import save_image
+
+    blurred = tmp_path / "blurred.jpg"
+    save_image(blurred, cv2.GaussianBlur(load_image(FACES / "img13.jpg"), (61, 61), 0))
+    g = str(tmp_path / "g.db")
+    code, _, err = run(capsys, "enroll", "--gallery", g, "mark", str(blurred))
+    assert code == 2 and "quality" in err and "blurred" in err
+    code, out, _ = run(capsys, "people", "--gallery", g, "--json")
+    assert json.loads(out) == []
+    # the gate can be lowered on purpose
+    code, out, _ = run(capsys, "enroll", "--gallery", g, "mark", str(blurred), "--min-quality", "0")
+    assert code == 0 and "enrolled mark: 1 photo" in out

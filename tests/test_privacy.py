@@ -285,5 +285,5 @@ def test_cli_encrypted_identify(
         )
         assert capsys.readouterr().out.split("\t")[1] == person
     os.chmod(keys / SECRET_FILE, 0o640)
-    assert main(["identify-encrypted", photo, "--enc", str(enc), "--keys", str(keys)]) == 7
+    assert main(["identify-encrypted", photo, "--enc", str(enc), "--keys", str(keys)]) == 8
     assert "permissions" in capsys.readouterr().err

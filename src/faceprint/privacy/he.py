@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import tenseal.sealapi as seal
 
-from faceprint.errors import FaceprintError
+from faceprint.errors import FaceprintError, KeyFileError
 
 POLY_DEGREE = 8192
 COEFF_BITS = (60, 40, 60)
@@ -31,12 +31,6 @@ SECRET_FILE = "secret.key"
 PUBLIC_FILE = "public.key"
 RELIN_FILE = "relin.key"
 META_FILE = "keys.json"
-
-
-class KeyFileError(FaceprintError):
-    """Key files that are missing, unsafe, corrupted or belong to another key set."""
-
-    exit_code = 7
 
 
 T = TypeVar("T")

@@ -9,17 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceprint.errors import FaceprintError
+from faceprint.errors import VideoError
 from faceprint.types import Image
 
 #: How long to wait for a stream to open or deliver a frame, in milliseconds.
 STREAM_TIMEOUT_MS = 10_000
-
-
-class VideoError(FaceprintError):
-    """A video that is missing, cannot be opened or decoded, or has no frames."""
-
-    exit_code = 3
 
 
 @dataclass(frozen=True)
