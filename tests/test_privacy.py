@@ -287,3 +287,17 @@ def test_cli_encrypted_identify(
     os.chmod(keys / SECRET_FILE, 0o640)
     assert main(["identify-encrypted", photo, "--enc", str(enc), "--keys", str(keys)]) == 8
     assert "permissions" in capsys.readouterr().err
+    os.chmod(keys / SECRET_FILE, 0o600)
+
+    # one `forget` erases the person from the gallery and the encrypted gallery
+    copy = tmp_path / "copy.db"
+    shutil.copy(db, copy)
+    args = ["forget", person, "--gallery", str(copy), "--enc", str(enc), "--keys", str(keys)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "templates removed" in out or "template removed" in out
+    assert f"in {enc}" in out
+    assert main(["identify-encrypted", photo, "--enc", str(enc), "--keys", str(keys)]) == 0
+    assert capsys.readouterr().out.split("\t")[1] != person
+    assert main(args) == 6  # nobody of that name anywhere any more
+    assert "no person named" in capsys.readouterr().err

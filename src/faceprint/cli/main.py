@@ -230,11 +230,33 @@ def cmd_people(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase a person from every store named: the gallery, and encrypted galleries."""
     from faceprint.gallery.sqlite import SqliteGallery
 
-    with SqliteGallery(args.gallery, create=False) as store:
-        n = store.remove(args.name)
-    print(f"forgot {args.name}: {n} template{'s' if n != 1 else ''} removed")
+    if args.enc and not args.keys:
+        raise FaceprintError("--enc needs --keys (the key set that encrypted it)")
+    erased = 0
+    if args.gallery.exists() or not args.enc:
+        with SqliteGallery(args.gallery, create=False) as store:
+            try:
+                n = store.remove(args.name)
+                erased += 1
+                print(f"forgot {args.name}: {n} template{'s' if n != 1 else ''} removed")
+            except GalleryError:
+                if not args.enc:
+                    raise
+    for enc in args.enc or []:
+        from faceprint.privacy import forget_encrypted
+
+        try:
+            n = forget_encrypted(enc, args.keys, args.name)
+        except GalleryError as exc:
+            _err(f"{enc}: {exc}")
+            continue
+        erased += 1
+        print(f"forgot {args.name} in {enc}: {n} encrypted template{'s' if n != 1 else ''} erased")
+    if not erased:
+        raise GalleryError(f"no person named {args.name!r} in any of the stores given")
     return 0
 
 
@@ -336,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("forget", parents=[common], help="remove a person and all their templates")
     p.add_argument("name")
+    p.add_argument(
+        "--enc",
+        type=Path,
+        action="append",
+        help="also erase from this encrypted gallery (repeatable; needs --keys)",
+    )
+    p.add_argument("--keys", type=Path, help="key set of the encrypted galleries")
     p.set_defaults(func=cmd_forget)
 
     parents = Parents(common=common, thresholds=thresholds)

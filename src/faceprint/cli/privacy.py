@@ -1,4 +1,7 @@
-"""``faceprint keys create``, ``encrypt-gallery``, ``identify-encrypted``, ``forget-encrypted``."""
+"""``faceprint keys create``, ``encrypt-gallery``, ``identify-encrypted``.
+
+``faceprint forget NAME --enc DIR --keys DIR`` erases a person from encrypted galleries too.
+"""
 
 from __future__ import annotations
 
@@ -48,14 +51,6 @@ def cmd_identify_encrypted(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_forget_encrypted(args: argparse.Namespace) -> int:
-    from faceprint.privacy import forget_encrypted
-
-    n = forget_encrypted(args.enc, args.keys, args.name)
-    print(f"forgot {args.name}: {n} encrypted template{'s' if n != 1 else ''} erased")
-    return 0
-
-
 def register(sub: Any, parents: Any) -> None:
     help_dir = "directory for a homomorphic-encryption key set (secret key file mode 0600)"
     existing = sub.choices.get("keys")
@@ -97,9 +92,3 @@ def register(sub: Any, parents: Any) -> None:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_identify_encrypted)
-
-    p = sub.add_parser("forget-encrypted", help="erase a person from an encrypted gallery")
-    p.add_argument("name")
-    p.add_argument("--enc", type=Path, required=True, help="encrypted gallery")
-    p.add_argument("--keys", type=Path, required=True, help="key directory (with secret key)")
-    p.set_defaults(func=cmd_forget_encrypted)
