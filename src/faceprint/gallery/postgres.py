@@ -26,7 +26,13 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from faceprint.errors import GalleryError
-from faceprint.gallery.sqlite import Candidate, Person, Template, _check_name
+from faceprint.gallery.sqlite import (
+    Candidate,
+    Person,
+    Template,
+    check_name,
+    check_templates,
+)
 from faceprint.gallery.store import NotFoundError
 from faceprint.match.search import F32, ExactIndex
 from faceprint.models.packs import DEFAULT_PACK
@@ -334,7 +340,7 @@ class PostgresGallery:
 
     # -- people ---------------------------------------------------------------------------
     def add_person(self, name: str, metadata: dict[str, Any] | None = None) -> None:
-        name = _check_name(name)
+        name = check_name(name)
         with self._write() as conn:
             try:
                 conn.execute(
@@ -396,19 +402,11 @@ class PostgresGallery:
         metadata: dict[str, Any] | None = None,
     ) -> list[int]:
         """Store templates for a person (created if new), all in one transaction."""
-        name = _check_name(name)
-        if not embeddings:
-            raise GalleryError("nothing to enroll: no face templates given")
-        hashes = list(image_sha256) if image_sha256 is not None else [None] * len(embeddings)
-        quals = list(quality) if quality is not None else [None] * len(embeddings)
-        vecs: list[F32] = []
-        for emb in embeddings:
-            vec = np.asarray(emb, dtype=np.float32).reshape(-1)
-            if not np.all(np.isfinite(vec)) or float(np.linalg.norm(vec)) == 0.0:
-                raise GalleryError("refusing a template that is zero or not finite")
-            vecs.append((vec / np.linalg.norm(vec)).astype(np.float32))
-        if len(hashes) != len(vecs) or len(quals) != len(vecs):
-            raise GalleryError("one image hash and one quality per template, or none")
+        name = check_name(name)
+        checked = check_templates(embeddings, image_sha256, quality)
+        vecs = [vec for vec, _, _ in checked]
+        hashes = [digest for _, digest, _ in checked]
+        quals = [q for _, _, q in checked]
         now = time.time()
         with self._write() as conn:
             existing = conn.execute(

@@ -187,7 +187,7 @@ class SqliteGallery:
 
     # -- people ---------------------------------------------------------------------------
     def add_person(self, name: str, metadata: dict[str, Any] | None = None) -> None:
-        name = _check_name(name)
+        name = check_name(name)
         with self._write() as db:
             try:
                 db.execute(
@@ -204,7 +204,7 @@ class SqliteGallery:
             pid = self._person_id(name)
             if new_name is not None:
                 try:
-                    db.execute("UPDATE people SET name=? WHERE id=?", (_check_name(new_name), pid))
+                    db.execute("UPDATE people SET name=? WHERE id=?", (check_name(new_name), pid))
                 except sqlite3.IntegrityError as exc:
                     raise GalleryError(f"person {new_name!r} already exists") from exc
             if metadata is not None:
@@ -260,19 +260,12 @@ class SqliteGallery:
         metadata: dict[str, Any] | None = None,
     ) -> list[int]:
         """Store templates for a person (created if new), all in one transaction."""
-        name = _check_name(name)
-        if not embeddings:
-            raise GalleryError("nothing to enroll: no face templates given")
-        hashes = list(image_sha256) if image_sha256 is not None else [None] * len(embeddings)
-        quals = list(quality) if quality is not None else [None] * len(embeddings)
-        rows = []
+        name = check_name(name)
         now = time.time()
-        for emb, digest, q in zip(embeddings, hashes, quals, strict=True):
-            vec = np.asarray(emb, dtype=np.float32).reshape(-1)
-            if not np.all(np.isfinite(vec)) or float(np.linalg.norm(vec)) == 0.0:
-                raise GalleryError("refusing a template that is zero or not finite")
-            vec = vec / np.linalg.norm(vec)
-            rows.append((vec.astype("<f4").tobytes(), len(vec), pack, digest, q, now))
+        rows = [
+            (vec.astype("<f4").tobytes(), len(vec), pack, digest, q, now)
+            for vec, digest, q in check_templates(embeddings, image_sha256, quality)
+        ]
         with self._write() as db:
             existing = db.execute("SELECT pack, dim FROM templates LIMIT 1").fetchone()
             if existing is not None and (existing[0] != pack or existing[1] != rows[0][1]):
@@ -375,7 +368,30 @@ class SqliteGallery:
         return [[Candidate(names[h.person], h.score) for h in row] for row in hits]
 
 
-def _check_name(name: str) -> str:
+def check_templates(
+    embeddings: Sequence[F32],
+    image_sha256: Sequence[str | None] | None,
+    quality: Sequence[float | None] | None,
+) -> list[tuple[F32, str | None, float | None]]:
+    """Validate templates for storage: finite, non-zero, L2-normalised float32, each with
+    its image hash and quality (or None). Every backend stores exactly these."""
+    if not embeddings:
+        raise GalleryError("nothing to enroll: no face templates given")
+    hashes = list(image_sha256) if image_sha256 is not None else [None] * len(embeddings)
+    quals = list(quality) if quality is not None else [None] * len(embeddings)
+    if len(hashes) != len(embeddings) or len(quals) != len(embeddings):
+        raise GalleryError("one image hash and one quality per template, or none")
+    out = []
+    for emb, digest, q in zip(embeddings, hashes, quals, strict=True):
+        vec = np.asarray(emb, dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(vec))
+        if not np.all(np.isfinite(vec)) or norm == 0.0:
+            raise GalleryError("refusing a template that is zero or not finite")
+        out.append(((vec / norm).astype(np.float32), digest, q))
+    return out
+
+
+def check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         raise GalleryError(f"invalid person name {name!r}")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, File, HTTPException, Request, Uplo
 from faceprint.errors import GalleryError
 from faceprint.gallery.gallery import enrollment_face
 from faceprint.gallery.postgres import _check_collection
-from faceprint.gallery.sqlite import _check_name
+from faceprint.gallery.sqlite import check_name
 from faceprint.gallery.store import NotFoundError
 from faceprint.models.packs import DEFAULT_PACK
 from faceprint.service.auth import ApiKey
@@ -82,7 +82,7 @@ def add_faces(
 ) -> dict[str, Any]:
     """Enroll photos of a person (created if new): one template per photo, all or nothing."""
     store = collection(request, key, name, "enroll")
-    person = _valid(_check_name, person)
+    person = _valid(check_name, person)
     if len(files) > MAX_FILES:
         raise HTTPException(413, f"at most {MAX_FILES} photos per request")
     chosen = []
