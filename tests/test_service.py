@@ -23,7 +23,7 @@ from PIL import Image
 from faceprint.gallery.postgres import PostgresDatabase
 from faceprint.service.app import create_app
 from faceprint.service.auth import create_key, revoke_key
-from tests.conftest import FACES
+from tests.conftest import FACES, SHARED
 from tests.pgtools import temp_database
 
 MAX_UPLOAD = 3 * 1024 * 1024
@@ -410,3 +410,27 @@ def test_every_request_is_audited_without_images(
     assert {200, 201, 401, 403, 404, 413, 415, 422, 429} <= statuses
     identify = [r for r in rows if r[1] == "/collections/{name}/identify" and r[0] == 200]
     assert identify and all(r[2] in ("team", "web") and r[3] >= 1 for r in identify)
+
+
+def test_detect_with_attributes_only_when_asked(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = SHARED / "models"
+    monkeypatch.setenv(
+        "FACEPRINT_MODEL_DIR", os.pathsep.join(str(models / d) for d in ("minifasnet", "fer"))
+    )
+    token = service.key(["recognise"], ["team"], rate=1000, burst=1000)
+    with service.client(token) as c:
+        plain = c.post("/detect", files={"file": photo("img1.jpg")})
+        assert plain.status_code == 200 and "attributes" not in plain.json()["faces"][0]
+        r = c.post(
+            "/detect",
+            files={"file": photo("img1.jpg")},
+            data={"attributes": "expression,liveness"},
+        )
+        assert r.status_code == 200, r.text
+        attrs = r.json()["faces"][0]["attributes"]
+        assert attrs["expression"]["label"] == "happy"  # img1 smiles
+        assert attrs["liveness"]["live"] is True
+        bad = c.post("/detect", files={"file": photo("img1.jpg")}, data={"attributes": "age"})
+        assert bad.status_code == 422 and "unknown attribute 'age'" in bad.json()["error"]

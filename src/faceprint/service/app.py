@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 import faceprint
-from faceprint.errors import FaceprintError, GalleryError, ImageError, NoFaceError
+from faceprint.errors import FaceprintError, GalleryError, ImageError, ModelError, NoFaceError
 from faceprint.gallery.postgres import PostgresDatabase
 from faceprint.gallery.store import NotFoundError
 from faceprint.models.packs import DEFAULT_PACK
@@ -41,6 +41,8 @@ def _status(exc: FaceprintError) -> int:
         return 422
     if isinstance(exc, GalleryError):
         return 409
+    if isinstance(exc, ModelError):
+        return 503  # a model file the server was not given: the operator must fix it
     return 422
 
 

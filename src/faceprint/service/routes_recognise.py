@@ -34,12 +34,24 @@ def _box(face: Face) -> list[float]:
 
 
 @router.post("/detect")
-def detect_faces(request: Request, key: Key, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
-    """Every face in a photo: box, detector score and landmarks."""
+def detect_faces(
+    request: Request,
+    key: Key,
+    file: Annotated[UploadFile, File()],
+    attributes: Annotated[
+        str, Form(description="comma-separated: expression, liveness (none by default)")
+    ] = "",
+) -> dict[str, Any]:
+    """Every face in a photo: box, detector score, landmarks, and attributes when asked."""
     key.require("recognise")
     query(request, key)
+    wanted = [a.strip() for a in attributes.split(",") if a.strip()]
     image, _, _ = read_upload(request, file)
     faces = find_faces(request, image)
+    if wanted and faces:
+        from faceprint.attributes import annotate
+
+        annotate(image, faces, wanted, model_dir=request.app.state.faceprint.model_dir)
     request.state.result_size = len(faces)
     return {
         "width": int(image.shape[1]),
@@ -49,6 +61,7 @@ def detect_faces(request: Request, key: Key, file: Annotated[UploadFile, File()]
                 "box": _box(f),
                 "score": score(key, f.score),
                 "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks],
+                **({"attributes": f.attributes} if wanted else {}),
             }
             for f in faces
         ],
