@@ -165,3 +165,33 @@ def test_pgvector_hnsw_agrees_with_exact_search() -> None:
             db.close()
         finally:
             server.cleanup()
+
+
+def test_templates_encrypted_at_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With FACEPRINT_TEMPLATE_KEY, the BYTEA column holds AES-GCM blobs and no clear
+    vector column is written; search still works; a wrong or missing key is refused."""
+    rng = np.random.default_rng(7)
+    key = os.urandom(32).hex()
+    monkeypatch.setenv("FACEPRINT_TEMPLATE_KEY", key)
+    with temp_database() as u:
+        db = PostgresDatabase(u, max_connections=2)
+        assert db.codec.encrypted and not db.vector
+        db.create_collection("secret")
+        store = db.collection("secret")
+        emb = unit(rng, 4)
+        store.add_templates("alice", list(emb[:2]), pack="p1")
+        store.add_templates("bob", list(emb[2:]), pack="p1")
+        assert store.search(emb[3:4], k=1)[0][0].name == "bob"
+        assert np.allclose(store.templates("alice")[0].embedding, emb[0], atol=1e-6)
+        db.close()
+        with psycopg.connect(u) as conn:
+            blobs = [bytes(r[0]) for r in conn.execute("SELECT embedding FROM templates")]
+        clear = [e.astype("<f4").tobytes() for e in emb]
+        assert all(b.startswith(b"FPT1") for b in blobs)
+        assert not any(c in b or b in c for b in blobs for c in clear)
+        monkeypatch.setenv("FACEPRINT_TEMPLATE_KEY", os.urandom(32).hex())
+        with pytest.raises(GalleryError, match="not the key"):
+            PostgresDatabase(u, max_connections=1)
+        monkeypatch.delenv("FACEPRINT_TEMPLATE_KEY")
+        with pytest.raises(GalleryError, match="templates are encrypted"):
+            PostgresDatabase(u, max_connections=1)

@@ -97,26 +97,38 @@ class TemplateCodec:
             ) from exc
 
 
-def open_codec(db: sqlite3.Connection, where: str) -> TemplateCodec:
-    """The codec for a gallery (call inside a write transaction: it may record the key check).
+def choose_codec(
+    stored_check: str | None, has_templates: bool, where: str
+) -> tuple[TemplateCodec, str | None]:
+    """The codec for a store, given its recorded key check and whether it holds templates.
 
-    Without a key and without a key check: templates in the clear. With a key on a gallery
-    that has no templates yet: the gallery becomes encrypted. Any mismatch is refused.
+    Returns the codec and the key check to record (None: nothing to record). Without a key
+    and without a key check: templates in the clear. With a key on a store that has no
+    templates yet: the store becomes encrypted. Any mismatch is refused.
     """
     key = key_from_env()
-    row = db.execute("SELECT value FROM meta WHERE key=?", (META_KEY,)).fetchone()
-    if row is not None:
+    if stored_check is not None:
         if key is None:
             raise GalleryError(f"{where}: templates are encrypted; set {ENV} to the gallery's key")
-        if not hmac.compare_digest(str(row[0]), key_check(key)):
+        if not hmac.compare_digest(stored_check, key_check(key)):
             raise GalleryError(f"{where}: {ENV} is not the key this gallery was encrypted with")
-        return TemplateCodec(key, where)
+        return TemplateCodec(key, where), None
     if key is None:
-        return TemplateCodec(None, where)
-    if db.execute("SELECT 1 FROM templates LIMIT 1").fetchone() is not None:
+        return TemplateCodec(None, where), None
+    if has_templates:
         raise GalleryError(
             f"{where}: holds templates in the clear; unset {ENV} to use it, or enroll into "
             f"a new gallery to have templates encrypted"
         )
-    db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (META_KEY, key_check(key)))
-    return TemplateCodec(key, where)
+    return TemplateCodec(key, where), key_check(key)
+
+
+def open_codec(db: sqlite3.Connection, where: str) -> TemplateCodec:
+    """The codec for a SQLite gallery (call inside a write transaction: it may record the
+    key check in ``meta``)."""
+    row = db.execute("SELECT value FROM meta WHERE key=?", (META_KEY,)).fetchone()
+    has_templates = db.execute("SELECT 1 FROM templates LIMIT 1").fetchone() is not None
+    codec, record = choose_codec(None if row is None else str(row[0]), has_templates, where)
+    if record is not None:
+        db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (META_KEY, record))
+    return codec

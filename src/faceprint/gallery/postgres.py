@@ -26,6 +26,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from faceprint.errors import GalleryError
+from faceprint.gallery.crypto import META_KEY, TemplateCodec, aad, choose_codec
 from faceprint.gallery.sqlite import (
     Candidate,
     Person,
@@ -107,6 +108,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_key_at ON audit(key_id, at);
     """,
+    """
+    CREATE TABLE db_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 ]
 
 #: Applied when the server offers pgvector (idempotent; run at every start).
@@ -148,8 +155,15 @@ class PostgresDatabase:
             self.pool.wait(timeout=10)
         except Exception as exc:  # psycopg_pool raises PoolTimeout; connection errors vary
             raise GalleryError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from exc
-        self.schema_version = self._migrate()
-        self.vector = self._setup_vector() if vector is not False else False
+        try:
+            self.schema_version = self._migrate()
+            self.codec = self._open_codec()
+        except BaseException:
+            self.pool.close()
+            raise
+        # Encrypted templates never go into a clear pgvector column: search stays in-process.
+        use_vector = vector is not False and not self.codec.encrypted
+        self.vector = self._setup_vector() if use_vector else False
         self._indexes: dict[int, tuple[int, ExactIndex, list[str]]] = {}
         self._index_lock = threading.Lock()
 
@@ -177,6 +191,19 @@ class PostgresDatabase:
                 conn.execute(sql)
             conn.execute("UPDATE schema_version SET version = %s", (len(MIGRATIONS),))
         return len(MIGRATIONS)
+
+    def _open_codec(self) -> TemplateCodec:
+        """Templates at rest: AES-GCM when FACEPRINT_TEMPLATE_KEY is set (gallery/crypto.py)."""
+        with self.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            row = conn.execute("SELECT value FROM db_meta WHERE key = %s", (META_KEY,)).fetchone()
+            has = conn.execute("SELECT 1 FROM templates LIMIT 1").fetchone() is not None
+            codec, record = choose_codec(
+                None if row is None else str(row[0]), has, f"PostgreSQL {_safe(self.url)}"
+            )
+            if record is not None:
+                conn.execute("INSERT INTO db_meta(key, value) VALUES (%s, %s)", (META_KEY, record))
+        return codec
 
     def _setup_vector(self) -> bool:
         with self.pool.connection() as conn:
@@ -261,7 +288,7 @@ class PostgresDatabase:
                     "SELECT generation FROM collections WHERE id = %s", (collection_id,)
                 ).fetchone()
                 rows = conn.execute(
-                    "SELECT t.person_id, t.embedding, t.dim, p.name FROM templates t "
+                    "SELECT t.person_id, t.embedding, t.dim, p.name, t.pack FROM templates t "
                     "JOIN people p ON p.id = t.person_id WHERE t.collection_id = %s "
                     "ORDER BY t.id",
                     (collection_id,),
@@ -269,7 +296,8 @@ class PostgresDatabase:
         gen = int(gen_row[0]) if gen_row else gen
         if rows:
             dim = int(rows[0][2])
-            emb = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
+            blobs = [self.codec.decode(bytes(r[1]), aad(int(r[0]), str(r[4]))) for r in rows]
+            emb = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), dim)
         else:
             emb = np.zeros((0, 1), np.float32)
         pids = [int(r[0]) for r in rows]
@@ -443,7 +471,11 @@ class PostgresGallery:
                     "image_sha256, quality, created"
                 )
                 args: list[Any] = [
-                    self.collection_id, pid, vec.astype("<f4").tobytes(), len(vec), pack,
+                    self.collection_id,
+                    pid,
+                    self.db.codec.encode(vec.astype("<f4").tobytes(), aad(pid, pack)),
+                    len(vec),
+                    pack,
                     digest, q, now,
                 ]  # fmt: skip
                 if self.db.vector and len(vec) == DEFAULT_PACK.dim:
@@ -458,8 +490,9 @@ class PostgresGallery:
 
     def templates(self, name: str | None = None) -> list[Template]:
         sql = (
-            "SELECT t.id, p.name, t.embedding, t.pack, t.image_sha256, t.quality, t.created "
-            "FROM templates t JOIN people p ON p.id = t.person_id WHERE t.collection_id = %s"
+            "SELECT t.id, p.name, t.embedding, t.pack, t.image_sha256, t.quality, t.created, "
+            "t.person_id FROM templates t JOIN people p ON p.id = t.person_id "
+            "WHERE t.collection_id = %s"
         )
         args: tuple[Any, ...] = (self.collection_id,)
         if name is not None:
@@ -470,7 +503,15 @@ class PostgresGallery:
             rows = conn.execute(sql + " ORDER BY t.id", args).fetchall()
         return [
             Template(
-                int(r[0]), r[1], np.frombuffer(r[2], dtype="<f4").copy(), r[3], r[4], r[5], r[6]
+                int(r[0]),
+                r[1],
+                np.frombuffer(
+                    self.db.codec.decode(bytes(r[2]), aad(int(r[7]), r[3])), "<f4"
+                ).copy(),
+                r[3],
+                r[4],
+                r[5],
+                r[6],
             )
             for r in rows
         ]
