@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,27 @@ def _header(protocol: str, source: str, detector: str, on_no_face: str, seed: in
     }
 
 
+def _conditions(
+    files: list[Path],
+    probe_files: list[Path],
+    evaluate: Callable[[Any, Any], dict[str, Any]],
+    degradations: Sequence[Degradation],
+    out: Path,
+    **kw: Any,
+) -> tuple[list[dict[str, Any]], int]:
+    """Templates for the clean condition, then for the probe side of each degradation;
+    the figures of each condition and how many templates had to be computed."""
+    kw["cache"] = TemplateCache(out / CACHE_NAME)
+    clean = compute(files, **kw)
+    conditions = [evaluate(clean, clean)]
+    computed = clean.computed
+    for d in degradations:
+        probes = compute(probe_files, degradation=d, **kw)
+        computed += probes.computed
+        conditions.append(evaluate(clean, probes))
+    return conditions, computed
+
+
 def run_pairs(
     pairs: Sequence[Pair],
     root: Path,
@@ -52,28 +73,23 @@ def run_pairs(
     """Verification on pairs; side b is the probe that degradations apply to."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    cache = TemplateCache(out / CACHE_NAME)
-    kw: dict[str, Any] = dict(
+    b_side = [p.b for p in pairs]
+    conditions, computed = _conditions(
+        list(dict.fromkeys([p.a for p in pairs] + b_side)),
+        b_side,
+        lambda ref, probes: verification.evaluate(pairs, ref, probes, root),
+        degradations,
+        out,
         seed=seed,
         on_no_face=on_no_face,
         detector=detector,
         model_dir=model_dir,
-        cache=cache,
         quiet=quiet,
     )
-    a_side = [p.a for p in pairs]
-    b_side = [p.b for p in pairs]
-    clean = compute(list(dict.fromkeys(a_side + b_side)), **kw)
-    conditions = [verification.evaluate(pairs, clean, clean, root)]
-    computed = clean.computed
-    for d in degradations:
-        probes = compute(b_side, degradation=d, **kw)
-        computed += probes.computed
-        conditions.append(verification.evaluate(pairs, clean, probes, root))
     results = _header("pairs", source, detector, on_no_face, seed)
     results["counts"] = {
         "pairs": len(pairs),
-        "images": len(clean.vectors),
+        "images": len({p.a for p in pairs} | set(b_side)),
         "templates computed (not cached)": computed,
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -104,23 +120,19 @@ def run_identify(
         nonmated_fraction=nonmated_fraction,
         seed=seed,
     )
-    cache = TemplateCache(out / CACHE_NAME)
-    kw: dict[str, Any] = dict(
+    probe_files = [p for _, p in split.mated + split.nonmated]
+    conditions, computed = _conditions(
+        [p for _, p in split.gallery] + probe_files,
+        probe_files,
+        lambda ref, probes: identification.evaluate(split, ref, probes, root),
+        degradations,
+        out,
         seed=seed,
         on_no_face=on_no_face,
         detector=detector,
         model_dir=model_dir,
-        cache=cache,
         quiet=quiet,
     )
-    probe_files = [p for _, p in split.mated + split.nonmated]
-    clean = compute([p for _, p in split.gallery] + probe_files, **kw)
-    conditions = [identification.evaluate(split, clean, clean, root)]
-    computed = clean.computed
-    for d in degradations:
-        probes = compute(probe_files, degradation=d, **kw)
-        computed += probes.computed
-        conditions.append(identification.evaluate(split, clean, probes, root))
     results = _header("identify", str(root), detector, on_no_face, seed)
     results["counts"] = {
         "people": len(people),
