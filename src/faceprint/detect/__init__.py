@@ -45,10 +45,13 @@ def default_detector(model_dir: str | Path | None = None) -> str:
             yunet.model_path(model_dir)
             _resolved[key] = DEFAULT_DETECTOR
         except ModelError as exc:
-            reason = str(exc).split(". ")[0]
+            from faceprint.models.packs import YUNET
+
+            missing = "not found" in str(exc)
+            reason = "not found here or at its download location" if missing else str(exc)
             print(
-                f"faceprint: note: YuNet is not available ({reason}); using the "
-                f"{FALLBACK_DETECTOR} detector, which gives the same templates more slowly",
+                f"faceprint: note: YuNet model {YUNET.name} {reason} (put it in --model-dir "
+                f"to use it); using the {FALLBACK_DETECTOR} detector: same templates, slower",
                 file=sys.stderr,
             )
             _resolved[key] = FALLBACK_DETECTOR
