@@ -47,3 +47,17 @@ class VideoError(FaceprintError):
     """A video that is missing, cannot be opened or decoded, or has no frames."""
 
     exit_code = 3
+
+
+class NotFoundError(GalleryError):
+    """A collection, person, face or template that does not exist."""
+
+
+class AuthError(FaceprintError):
+    """Missing, unknown or revoked key (401), a key without the needed scope (403), or a
+    limit reached (429, with ``retry_after`` seconds)."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after

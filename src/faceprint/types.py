@@ -42,14 +42,43 @@ class Box:
         return float(inter / union) if union > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Detection:
+    """What a detector runner returns for one face, before alignment.
+
+    ``box``: in original image pixels, in the detector's own convention;
+    ``score``: the detector's confidence as a probability in [0, 1], whatever the detector
+    (``raw_score`` keeps the detector's native number, e.g. MMOD's margin);
+    ``keypoints``: the detector's own points (YuNet's 5: eye centres, nose, mouth corners),
+    or None. A Detection is never aligned or embedded directly: :func:`faceprint.detect.detect`
+    turns it into a :class:`Face` with the 5 alignment landmarks.
+    """
+
+    box: Box
+    score: float
+    raw_score: float
+    detector: str
+    keypoints: FloatArray | None = None
+
+
+#: Meaning of ``Face.landmarks`` rows (dlib's 5-point convention, whatever the detector):
+#: 0 outer and 1 inner corner of the eye on the image's right (the subject's left eye),
+#: 2 outer and 3 inner corner of the eye on the image's left, 4 the base of the nose.
+LANDMARKS = ("image-right eye outer", "image-right eye inner", "image-left eye outer",
+             "image-left eye inner", "nose base")  # fmt: skip
+
+
 @dataclass
 class Face:
     """One face found in an image.
 
-    ``landmarks`` are the 5 points used for alignment (x, y), in image pixels.
-    ``embedding`` is L2-normalised float32, or None until the face is embedded.
-    ``pack`` names the model pack that produced the embedding; templates of
-    different packs are never compared.
+    ``box``: left, top, right, bottom in image pixels (the detector's box);
+    ``score``: detector confidence, a probability in [0, 1] for every detector;
+    ``landmarks``: (5, 2) float32 alignment points in image pixels, always in the order of
+    :data:`LANDMARKS` (dlib's 5-point model places them, whichever detector found the face);
+    ``embedding``: L2-normalised float32, or None until the face is embedded;
+    ``pack``: the model pack that produced the embedding (templates of different packs
+    are never compared); ``detector``: which detector found the face.
     """
 
     box: Box
@@ -59,6 +88,7 @@ class Face:
     pack: str | None = None
     quality: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    detector: str | None = None
 
     def to_dict(self, with_embedding: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {

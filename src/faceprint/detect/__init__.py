@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from faceprint.errors import FaceprintError, ModelError
-from faceprint.types import Box, Face, Image
+from faceprint.types import Box, Detection, Face, Image
 
 DETECTORS = ("mmod", "yunet")
 #: Chosen by measurement (README, "Which detector"): YuNet when its model file can be had,
@@ -71,15 +72,16 @@ def detect(
     if name == "mmod":
         from faceprint.detect import mmod
 
-        faces = mmod.detect(image, model_dir=model_dir)
-        boxes = [f.box for f in faces]
+        found: list[Any] = list(mmod.detect(image, model_dir=model_dir))
+        boxes = [f.box for f in found]
     elif name == "yunet":
         from faceprint.detect import yunet
 
-        faces = yunet.detect(image, model_dir=model_dir)
-        boxes = [yunet.to_dlib_box(f) for f in faces]
+        found = list(yunet.detect(image, model_dir=model_dir))
+        boxes = [yunet.to_dlib_box(f) for f in found]
     else:
         raise FaceprintError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    faces = [_face(d, name) for d in found]
     if faces:
         predictor = ShapePredictor.load(model_dir)
         shapes = predictor.predict_many(image, [b.as_list() for b in boxes])
@@ -87,6 +89,16 @@ def detect(
             face.landmarks = np.asarray(shape, dtype=np.float32).reshape(5, 2)
     faces.sort(key=lambda f: f.box.width * f.box.height, reverse=True)
     return faces
+
+
+def _face(found: Any, detector: str) -> Face:
+    """A Face (landmarks still to place) from a runner's Detection."""
+    if isinstance(found, Detection):
+        return Face(box=found.box, score=found.score, landmarks=np.zeros((0, 2), np.float32),
+                    detector=detector)  # fmt: skip
+    face: Face = found
+    face.detector = detector
+    return face
 
 
 def largest(faces: list[Face]) -> Face | None:

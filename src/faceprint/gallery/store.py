@@ -10,13 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from faceprint.errors import GalleryError
+from faceprint.errors import NotFoundError
 from faceprint.gallery.sqlite import Candidate, Person, Template
 from faceprint.match.search import F32
-
-
-class NotFoundError(GalleryError):
-    """A collection, person or template that does not exist."""
 
 
 @runtime_checkable

@@ -17,20 +17,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from faceprint.errors import FaceprintError
+from faceprint.errors import AuthError, FaceprintError
 from faceprint.gallery.postgres import PostgresDatabase
 
 ROLES = ("admin", "enroll", "recognise")
 ALL = "*"
-
-
-class AuthError(FaceprintError):
-    """Missing, unknown or revoked key (401), or a key without the needed scope (403)."""
-
-    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
