@@ -41,7 +41,7 @@ def main() -> None:
     jobs: list[tuple[Image, Face]] = []
     for path in sorted((SHARED / "faces").glob("*.jpg")):
         image = faceprint.load_image(path)
-        faces = faceprint.detect(image)
+        faces = faceprint.detect_faces(image)
         if faces:
             jobs.append((image, faces[0]))
     for fn in ("liveness", "expression"):

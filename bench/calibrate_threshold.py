@@ -37,7 +37,7 @@ def main() -> None:
     t0 = time.perf_counter()
     emb = {}
     for row in rows:
-        faces = faceprint.embed(FACES / row["file"], detector=args.detector)
+        faces = faceprint.embed_faces(FACES / row["file"], detector=args.detector)
         if not faces or faces[0].embedding is None:
             raise SystemExit(f"no face in {row['file']}")
         emb[row["file"]] = faces[0].embedding

@@ -27,9 +27,10 @@ import numpy as np
 import numpy.typing as npt
 
 from faceprint.detect import yunet
-from faceprint.types import Box, Face
+from faceprint.types import Box, Detection
 
 Arr = npt.NDArray[np.float64]
+Rows = list[tuple[str, Detection, Box]]
 
 # (name, centre-x features, centre-y features, side features) -- indices into _features()
 VARIANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
@@ -40,9 +41,10 @@ VARIANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
 
 
 def _features(
-    face: Face,
+    face: Detection,
 ) -> tuple[float, float, dict[str, float], dict[str, float], dict[str, float]]:
-    lm = face.landmarks.astype(np.float64)
+    assert face.keypoints is not None, "a YuNet detection has its 5 keypoints"
+    lm = face.keypoints.astype(np.float64)
     eye = (lm[0] + lm[1]) / 2
     mouth = (lm[3] + lm[4]) / 2
     b = face.box
@@ -58,9 +60,9 @@ def _features(
     return float(eye[0]), float(eye[1]), fx, fy, fs
 
 
-def collect(faces_dir: Path, fixture: Path) -> list[tuple[str, Face, Box]]:
+def collect(faces_dir: Path, fixture: Path) -> Rows:
     images = json.loads(fixture.read_text())["images"]
-    rows: list[tuple[str, Face, Box]] = []
+    rows: Rows = []
     for name in sorted(images):
         bgr = cv2.imread(str(faces_dir / name))
         if bgr is None:
@@ -75,7 +77,7 @@ def collect(faces_dir: Path, fixture: Path) -> list[tuple[str, Face, Box]]:
     return rows
 
 
-def design(rows: list[tuple[str, Face, Box]], variant: str) -> tuple[Arr, Arr, Arr, Arr, Arr, Arr]:
+def design(rows: Rows, variant: str) -> tuple[Arr, Arr, Arr, Arr, Arr, Arr]:
     kx, ky, ks = VARIANTS[variant]
     ax, ay, as_, tx, ty, ts = [], [], [], [], [], []
     for _, face, ref in rows:
@@ -98,7 +100,7 @@ def fit(a: tuple[Arr, Arr, Arr, Arr, Arr, Arr]) -> tuple[Arr, Arr, Arr]:
 
 
 def ious(
-    rows: list[tuple[str, Face, Box]],
+    rows: Rows,
     a: tuple[Arr, Arr, Arr, Arr, Arr, Arr],
     coef: tuple[Arr, Arr, Arr],
 ) -> Arr:

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 import faceprint
-from faceprint.detect import largest
 from faceprint.match.search import ExactIndex
 from faceprint.privacy import CaptureClient, KeyHolder, MatchingServer, create_keys
 from faceprint.privacy.he import He
@@ -28,7 +27,7 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 def real_embeddings(limit: int) -> np.ndarray:
     out = []
     for path in sorted(FACES.glob("img*.jpg"))[:limit]:
-        face = largest(faceprint.embed(path))
+        face = faceprint.embed_faces(path)[0]
         if face is not None and face.embedding is not None:
             out.append(face.embedding)
     return np.stack(out).astype(np.float64)

@@ -23,7 +23,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 
 import faceprint  # noqa: E402
-from faceprint.attributes.expression import expressions, inputs  # noqa: E402
+from faceprint.attributes.expression import expressions, face_tensor  # noqa: E402
 from faceprint.models import store  # noqa: E402
 from faceprint.models.packs import FER_MINI_XCEPTION  # noqa: E402
 
@@ -38,13 +38,15 @@ def main() -> None:
     agree = total = 0
     for path in sorted(faces_dir.glob("*.jpg")):
         image = faceprint.load_image(path)
-        faces = faceprint.detect(image)
+        faces = faceprint.detect_faces(image)
         if not faces:
             continue
         ours = np.array(
             [list(e.probabilities.values()) for e in expressions(image, faces, model_dir=model_dir)]
         )
-        theirs = np.asarray(model.predict(inputs(image, faces).transpose(0, 2, 3, 1), verbose=0))
+        theirs = np.asarray(
+            model.predict(face_tensor(image, faces).transpose(0, 2, 3, 1), verbose=0)
+        )
         diff = float(np.abs(ours - theirs).max())
         worst = max(worst, diff)
         agree += int((ours.argmax(1) == theirs.argmax(1)).sum())

@@ -23,7 +23,7 @@ def scores(paths: list[Path], model_dir: Path, threshold: float) -> list[tuple[s
     out = []
     for path in paths:
         image = faceprint.load_image(path)
-        faces = faceprint.detect(image)
+        faces = faceprint.detect_faces(image)
         if faces:
             out.append(
                 (

@@ -38,7 +38,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _largest(path: Path) -> tuple[np.ndarray, faceprint.Face]:
     image = faceprint.load_image(path)
-    faces = faceprint.detect(image)
+    faces = faceprint.detect_faces(image)
     assert faces, path
     return image, faces[0]
 
@@ -84,7 +84,7 @@ def test_expression_smiles(model_dir: Path) -> None:
 
 def test_expression_batch_equals_single(model_dir: Path) -> None:
     image = faceprint.load_image(FACES / "couple.jpg")
-    faces = faceprint.detect(image)
+    faces = faceprint.detect_faces(image)
     assert len(faces) >= 2
     batch = expressions(image, faces, model_dir=model_dir)
     for face, found in zip(faces, batch, strict=True):
@@ -187,7 +187,7 @@ def test_attributes_cost_nothing_unless_asked() -> None:
     code = (
         "import sys, faceprint\n"
         "from faceprint import runtime\n"
-        f"faceprint.embed({str(FACES / 'img1.jpg')!r})\n"
+        f"faceprint.embed_faces({str(FACES / 'img1.jpg')!r})\n"
         "names = ' '.join(runtime._sessions)\n"
         "assert runtime._sessions and 'MiniFASNet' not in names and 'keras' not in names, names\n"
         "assert 'faceprint.liveness' not in sys.modules and 'h5py' not in sys.modules\n"

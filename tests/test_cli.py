@@ -79,7 +79,7 @@ def test_verify(capsys: pytest.CaptureFixture[str]) -> None:
         capsys, "verify", str(FACES / "img13.jpg"), str(FACES / "img16.jpg"), "--json"
     )
     result = json.loads(out)
-    assert code == 0 and result["same"] is False and result["score"] < result["threshold"]
+    assert code == 0 and result["same"] is False and result["similarity"] < result["threshold"]
 
 
 def test_bad_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 from faceprint import runtime
 from faceprint.embed.dlib_resnet import embed_chips, onnx_path
 from faceprint.errors import ModelError
-from faceprint.models import store
+from faceprint.models import dlib_format, store
 from faceprint.models.dlib_dnn import (
     DnnModel,
     Layer,
@@ -135,6 +135,7 @@ def test_conversion_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("FACEPRINT_CACHE_DIR", str(tmp_path))
     first = onnx_path()
     assert first.is_relative_to(tmp_path) and first.is_file()
+    assert first.name == f"dlib-dnn-onnx-v1-{DLIB_RESNET.sha256}.onnx"
     mtime = first.stat().st_mtime_ns
     assert onnx_path() == first
     assert first.stat().st_mtime_ns == mtime
@@ -196,3 +197,88 @@ def test_residual_down_with_dynamic_size(tmp_path: Path) -> None:
         want[:, :3, : pooled.shape[2], : pooled.shape[3]] += pooled
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+# ------------------------------------------------------------------ dlib serialization primitives
+
+
+def _dlib_int(value: int) -> bytes:
+    """dlib's integer encoding, written out here independently of the reader."""
+    mag = abs(value)
+    body = mag.to_bytes((mag.bit_length() + 7) // 8, "little")
+    return bytes([len(body) | (0x80 if value < 0 else 0)]) + body
+
+
+def _dlib_float(value: float) -> bytes:
+    mantissa, exponent = np.frexp(np.float64(value))
+    m = int(mantissa * 2**53)
+    return _dlib_int(m) + _dlib_int(int(exponent) - 53)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_ints_equal_one_by_one(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 20000))
+    shifts = rng.integers(0, 63, n)
+    values = rng.integers(-(2**62), 2**62, n) >> shifts
+    if seed % 3 == 0:
+        values[: n // 2] = 1  # 0x01 0x01 repeated: parsings from odd and even offsets never meet
+    data = b"".join(_dlib_int(int(v)) for v in values)
+    decoded, end = dlib_format.decode_ints(data, "test")
+    assert end == len(data)
+    np.testing.assert_array_equal(decoded, values)
+    reader = dlib_format.ByteReader(data + b"tail", "test")
+    head = [reader.int_() for _ in range(3)]
+    rest = reader.ints(n - 3)
+    np.testing.assert_array_equal(np.concatenate([head, rest]), values)
+    assert reader.take(4) == b"tail"
+
+
+def test_vectorised_floats_and_errors() -> None:
+    values = np.array([0.0, 1.5, -2.25, 1e-30, 3.4e38, 0.1], dtype=np.float32)
+    data = b"".join(_dlib_float(float(v)) for v in values)
+    data += _dlib_int(1) + _dlib_int(32000) + _dlib_int(1) + _dlib_int(32002)  # inf, nan
+    got = dlib_format.ByteReader(data, "test").floats(len(values) + 2)
+    np.testing.assert_array_equal(got[:-2], values)
+    assert got[-2] == np.inf and np.isnan(got[-1])
+    scalar = dlib_format.ByteReader(data, "test")
+    assert [scalar.float_() for _ in values] == [float(v) for v in values]
+    with pytest.raises(ModelError, match="truncated"):
+        dlib_format.decode_ints(data[:-1], "test")
+    with pytest.raises(ModelError, match="truncated"):
+        dlib_format.ByteReader(data, "test").ints(1000)
+    with pytest.raises(ModelError, match="control byte 0x7f"):
+        dlib_format.decode_ints(_dlib_int(5) + b"\x7f" + _dlib_int(6), "test")
+
+
+def test_mmod_runner_from_the_registry() -> None:
+    from faceprint.models import registry
+    from faceprint.models.dlib_dnn import output_to_input_transform
+    from faceprint.models.mmod_runner import MmodRunner
+
+    runner = registry.load(MMOD_DETECTOR)
+    assert isinstance(runner, MmodRunner) and runner.model.is_detector
+    assert runner.transform == output_to_input_transform(mmod_model())
+    canvas = np.full((3, 120, 90), 122.0, np.float32)
+    tensor = runner.prepare(canvas)
+    assert tensor.shape == (1, 3, 120, 90) and tensor.flags.c_contiguous
+    (scores,) = runner.run(tensor)
+    assert scores.shape[:2] == (1, 1) and scores.ndim == 4
+    with pytest.raises(ValueError):
+        runner.prepare(np.zeros((120, 90, 3), np.float32))
+
+
+def test_resnet_runner_from_the_registry() -> None:
+    from faceprint.embed.dlib_resnet import ResnetRunner
+    from faceprint.models import registry
+
+    runner = registry.load(DLIB_RESNET)
+    assert isinstance(runner, ResnetRunner)
+    chips = np.zeros((2, 150, 150, 3), np.uint8)
+    tensor = runner.prepare(chips)
+    assert tensor.shape == (2, 3, 150, 150) and tensor.dtype == np.float32
+    (out,) = runner.run(tensor)
+    assert out.shape == (2, 128)
+    assert embed_chips(np.zeros((0, 150, 150, 3), np.uint8)).shape == (0, 128)
+    with pytest.raises(ValueError, match="chips"):
+        runner.prepare(np.zeros((2, 64, 64, 3), np.uint8))

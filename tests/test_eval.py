@@ -85,8 +85,8 @@ def test_master_csv_scores_are_cosines_of_independent_templates(pairs_out: Path)
         rows = list(csv.DictReader(fh))
     assert clean["pairs"] == len(rows) == len(clean["data"]["scores"])
     for i in (0, 1, len(rows) - 1):  # a few pairs embedded again through the public API
-        a = faceprint.embed(FACES / rows[i]["file_x"])[0].embedding
-        b = faceprint.embed(FACES / rows[i]["file_y"])[0].embedding
+        a = faceprint.embed_faces(FACES / rows[i]["file_x"])[0].embedding
+        b = faceprint.embed_faces(FACES / rows[i]["file_y"])[0].embedding
         assert a is not None and b is not None
         assert clean["data"]["scores"][i] == pytest.approx(float(a @ b), abs=1e-5)
     assert clean["data"]["labels"] == [int(r["Decision"] == "Yes") for r in rows]

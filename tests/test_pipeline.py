@@ -26,7 +26,7 @@ def embedded() -> dict[str, faceprint.Face]:
     ]  # fmt: skip
     out = {}
     for name in names:
-        faces = faceprint.embed(FACES / name)
+        faces = faceprint.embed_faces(FACES / name)
         assert faces, f"no face found in {name}"
         out[name] = faces[0]
     return out
@@ -55,12 +55,12 @@ def test_embedding_reproduces_dlib(
 
 def test_verify_same_and_different(embedded: dict[str, faceprint.Face]) -> None:
     same = faceprint.verify(embedded["img1.jpg"], embedded["img2.jpg"])
-    assert same.same and same.score > same.threshold
+    assert same.same and same.similarity > same.threshold.similarity
     diff = faceprint.verify(embedded["img1.jpg"], embedded["img13.jpg"])
-    assert not diff.same and diff.score < diff.threshold
-    assert same.fmr == pytest.approx(1e-3)
+    assert not diff.same and diff.similarity < diff.threshold.similarity
+    assert same.threshold.fmr == pytest.approx(1e-3)
     explicit = faceprint.verify(embedded["img1.jpg"], embedded["img13.jpg"], threshold=-1.0)
-    assert explicit.same and explicit.threshold == -1.0
+    assert explicit.same and explicit.threshold.similarity == -1.0
 
 
 def test_verify_paths_and_no_face(tmp_path: Path) -> None:
@@ -115,13 +115,14 @@ def test_group_photo_is_not_enrolled(tmp_path: Path) -> None:
 
 
 def test_batched_embedding_equals_one_by_one() -> None:
-    from faceprint.embed import embed_faces, embed_many
+    from faceprint.embed import embed as embed_faces
+    from faceprint.embed import embed_many
 
     image = load_image(FACES / "img59.jpg")  # two faces
-    faces = faceprint.detect(image)
+    faces = faceprint.detect_faces(image)
     assert len(faces) >= 2
     together = [f.embedding for f in embed_faces(image, faces)]
-    alone = [embed_many([(image, [f])])[0][0].embedding for f in faceprint.detect(image)]
+    alone = [embed_many([(image, [f])])[0][0].embedding for f in faceprint.detect_faces(image)]
     for a, b in zip(together, alone, strict=True):
         assert a is not None and b is not None
         assert float(a @ b) > 0.9999
@@ -135,10 +136,10 @@ def test_threads_share_one_engine_and_agree() -> None:
 
     names = ["img1.jpg", "img13.jpg", "img16.jpg", "img20.jpg", "img24.jpg", "img38.jpg"]
     images = [load_image(FACES / n) for n in names]
-    alone = [faceprint.embed(img)[0].embedding for img in images]
+    alone = [faceprint.embed_faces(img)[0].embedding for img in images]
     sessions_before = len(runtime._sessions)
     with ThreadPoolExecutor(max_workers=6) as pool:
-        together = list(pool.map(lambda img: faceprint.embed(img)[0].embedding, images * 2))
+        together = list(pool.map(lambda img: faceprint.embed_faces(img)[0].embedding, images * 2))
     assert len(runtime._sessions) == sessions_before  # no new sessions per thread
     for i, vec in enumerate(together):
         ref = alone[i % len(names)]

@@ -16,7 +16,6 @@ import tenseal.sealapi as seal
 
 import faceprint
 from faceprint.cli.main import main
-from faceprint.detect import largest
 from faceprint.errors import GalleryError
 from faceprint.gallery.crypto import ENV
 from faceprint.gallery.sqlite import SqliteGallery
@@ -51,7 +50,7 @@ def faces() -> dict[str, list[tuple[str, np.ndarray]]]:
         if len(files) < 2:
             continue
         for f in files[:3]:
-            face = largest(faceprint.embed(FACES / f))
+            face = faceprint.embed_faces(FACES / f)[0]
             if face is not None and face.embedding is not None:
                 out.setdefault(person, []).append((f, face.embedding))
     return {p: v for p, v in out.items() if len(v) >= 2}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from faceprint.errors import ImageError
-from faceprint.types import Box, Face
+from faceprint.types import Box, Detection
 
 SHARED = Path("/work/shared")
 FACES = SHARED / "faces"
@@ -45,13 +45,13 @@ def _reference() -> dict[str, Box]:
 
 
 @pytest.fixture(scope="module")
-def detections() -> dict[str, tuple[list[Face], Box]]:
+def detections() -> dict[str, tuple[list[Detection], Box]]:
     from faceprint.detect import yunet
 
     return {name: (yunet.detect(_rgb(name)), ref) for name, ref in sorted(_reference().items())}
 
 
-def test_every_fixture_face_found(detections: dict[str, tuple[list[Face], Box]]) -> None:
+def test_every_fixture_face_found(detections: dict[str, tuple[list[Detection], Box]]) -> None:
     from faceprint.detect.yunet import to_dlib_box
 
     raw, mapped = [], []
@@ -61,6 +61,8 @@ def test_every_fixture_face_found(detections: dict[str, tuple[list[Face], Box]])
         raw.append(best.box.iou(ref))
         mapped.append(to_dlib_box(best).iou(ref))
         assert best.score >= 0.6
+        assert isinstance(best, Detection) and best.detector == "yunet"
+        assert best.raw_score == best.score <= 1.0
     r, m = np.array(raw), np.array(mapped)
     print(
         f"\n{len(r)} images; raw YuNet vs dlib IoU min {r.min():.3f} p5 {np.percentile(r, 5):.3f} "
@@ -76,11 +78,11 @@ def test_every_fixture_face_found(detections: dict[str, tuple[list[Face], Box]])
     assert m.mean() >= 0.75
 
 
-def test_landmarks_geometry(detections: dict[str, tuple[list[Face], Box]]) -> None:
+def test_landmarks_geometry(detections: dict[str, tuple[list[Detection], Box]]) -> None:
     for name, (faces, ref) in detections.items():
         face = max(faces, key=lambda f: f.box.iou(ref))
-        lm = face.landmarks
-        assert lm.shape == (5, 2) and lm.dtype == np.float32
+        lm = face.keypoints
+        assert lm is not None and lm.shape == (5, 2) and lm.dtype == np.float32
         b = face.box
         assert np.all((lm[:, 0] >= b.left) & (lm[:, 0] <= b.right)), name
         assert np.all((lm[:, 1] >= b.top) & (lm[:, 1] <= b.bottom)), name
@@ -167,7 +169,8 @@ def test_batch_matches_single() -> None:
         for a, g in zip(alone, got, strict=True):
             assert a.box.iou(g.box) > 0.999
             assert abs(a.score - g.score) < 1e-4
-            assert np.abs(a.landmarks - g.landmarks).max() < 0.05
+            assert a.keypoints is not None and g.keypoints is not None
+            assert np.abs(a.keypoints - g.keypoints).max() < 0.05
 
 
 def test_model_takes_any_size_and_batch() -> None:
@@ -201,4 +204,31 @@ def test_matches_opencv_face_detector_yn(name: str) -> None:
         best = max(ours, key=lambda f: f.box.iou(rbox))
         assert best.box.iou(rbox) > 0.95
         assert abs(best.score - float(row[14])) < 0.02
-        assert np.abs(best.landmarks - row[4:14].reshape(5, 2)).max() < 2.0
+        assert best.keypoints is not None
+        assert np.abs(best.keypoints - row[4:14].reshape(5, 2)).max() < 2.0
+
+
+def test_runner_from_the_registry() -> None:
+    """The YuNet runner: images in, 12 heads out in a fixed order, batch kept."""
+    from faceprint.detect.yunet_runner import OUTPUTS, STRIDES, YunetRunner
+    from faceprint.models import registry
+    from faceprint.models.packs import YUNET
+
+    runner = registry.load(YUNET)
+    assert isinstance(runner, YunetRunner) and registry.load(YUNET) is runner
+    images = [np.zeros((100, 70, 3), np.uint8), np.full((64, 96, 3), 200, np.uint8)]
+    blob = runner.prepare(images)
+    assert blob.shape == (2, 3, 128, 96) and blob.dtype == np.float32
+    assert blob[1, :, :64, :96].min() == 200 and blob[1, :, 64:].max() == 0  # padded with 0
+    outputs = runner.run(blob)
+    assert len(outputs) == len(OUTPUTS) * len(STRIDES)
+    for k, stride in enumerate(STRIDES * len(OUTPUTS)):
+        assert outputs[k].shape[:2] == (2, (128 // stride) * (96 // stride))
+    assert [o.shape[2] for o in outputs[::3]] == [1, 1, 4, 10]  # cls, obj, bbox, kps
+
+
+def test_to_dlib_box_needs_keypoints() -> None:
+    from faceprint.detect.yunet import to_dlib_box
+
+    with pytest.raises(ValueError, match="keypoints"):
+        to_dlib_box(Detection(Box(0, 0, 10, 10), 0.9, 0.9, "yunet", None))

@@ -3,29 +3,26 @@
 The whole public API::
 
     load_image(path)                 -> RGB uint8 array
-    detect(image)                    -> [Face]  (box, score, 5 landmarks)
-    embed(image)                     -> [Face]  (... plus an L2-normalised template)
-    verify(a, b)                     -> Verification(same, score, threshold, fmr)
-    Gallery(path).enroll(name, *photos) / .identify(photo) / .remove(name) / .list()
+    detect_faces(image)              -> [Face]  (box, score, 5 landmarks), subject first
+    embed_faces(image)               -> [Face]  (... plus an L2-normalised template)
+    verify(a, b)                     -> Verification(same, similarity, threshold)
+    Gallery.open("people.db")        -> .enroll(name, *photos) / .identify(photo) / .people()
+
+Errors are faceprint.errors classes (FaceprintError and subclasses), each with a message
+meant for a person.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-# The pipeline stages are imported before the functions below are defined: importing a
-# sub-package binds its name on this package, and the public functions must win.
-import faceprint.detect  # noqa: F401
-import faceprint.embed  # noqa: F401
-from faceprint.detect import detect as _detect
-from faceprint.detect import largest
-from faceprint.embed import embed_faces
 from faceprint.errors import (
     FaceprintError,
     GalleryError,
     ImageError,
     ModelError,
     NoFaceError,
+    NotFoundError,
     SpoofError,
 )
 from faceprint.gallery import Gallery, Identification
@@ -33,7 +30,7 @@ from faceprint.io import load_image
 from faceprint.match.verify import Verification, compare
 from faceprint.types import Box, Face, Image
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 ImageLike = str | Path | Image
 
@@ -42,21 +39,25 @@ def _image(source: ImageLike) -> Image:
     return source if not isinstance(source, str | Path) else load_image(source)
 
 
-def detect(
+def detect_faces(
     image: ImageLike, *, detector: str | None = None, model_dir: str | Path | None = None
 ) -> list[Face]:
-    """Every face in an image (path or RGB array), largest first."""
-    return _detect(_image(image), detector=detector, model_dir=model_dir)
+    """Every face in an image (path or RGB array), the subject face first
+    (:mod:`faceprint.detect.subject`)."""
+    from faceprint.detect import detect
+
+    return detect(_image(image), detector=detector, model_dir=model_dir)
 
 
-def embed(
+def embed_faces(
     image: ImageLike, *, detector: str | None = None, model_dir: str | Path | None = None
 ) -> list[Face]:
-    """Every face in an image with its template (``Face.embedding``), largest first."""
+    """Every face in an image with its template (``Face.embedding``), subject first."""
+    from faceprint.detect import detect
+    from faceprint.embed import embed
+
     img = _image(image)
-    return embed_faces(
-        img, _detect(img, detector=detector, model_dir=model_dir), model_dir=model_dir
-    )
+    return embed(img, detect(img, detector=detector, model_dir=model_dir), model_dir=model_dir)
 
 
 def verify(
@@ -69,10 +70,14 @@ def verify(
     model_dir: str | Path | None = None,
     require_live: bool = False,
 ) -> Verification:
-    """Are the (largest) faces of two images the same person?
+    """Are the subject faces of two images the same person?
 
     With ``require_live`` a face judged a photo/screen raises SpoofError.
     """
+    from faceprint.detect import detect
+    from faceprint.detect.subject import subject
+    from faceprint.embed import embed
+
     faces = []
     for side in (a, b):
         label = str(side) if isinstance(side, str | Path) else "image"
@@ -81,7 +86,9 @@ def verify(
             found: Face | None = side
         else:
             img = _image(side)
-            found = largest(embed(img, detector=detector, model_dir=model_dir))
+            found = subject(detect(img, detector=detector, model_dir=model_dir), img.shape)
+            if found is not None:
+                embed(img, [found], model_dir=model_dir)
         if found is None:
             raise NoFaceError(f"{label}: no face found")
         if require_live:
@@ -102,10 +109,11 @@ __all__ = [
     "ImageError",
     "ModelError",
     "NoFaceError",
+    "NotFoundError",
     "SpoofError",
     "Verification",
-    "detect",
-    "embed",
+    "detect_faces",
+    "embed_faces",
     "load_image",
     "verify",
 ]

@@ -7,270 +7,34 @@ the current shape through the similarity transform from the initial (mean) shape
 pixel intensity of an RGB pixel is the integer mean ``(r + g + b) // 3`` (0 outside the
 image), every tree compares two feature pixels against a threshold down to a leaf, and the
 leaf vectors are added to the shape in tree order, in float32.
+
+The file is read by :mod:`faceprint.align.shape_predictor_file`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import io
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from faceprint.align.shape_predictor_file import (
+    ShapePredictorModel,
+    cached_model,
+    parse_shape_predictor,
+    read_shape_predictor,
+)
 from faceprint.errors import ModelError
 
 FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
 
-# --------------------------------------------------------------------------------------
-# dlib serialization primitives
-# --------------------------------------------------------------------------------------
-#
-# An integer is a control byte -- magnitude length in the low nibble (0..8), sign in bit
-# 0x80, bits 0x70 always clear -- followed by that many little-endian magnitude bytes.
-# A float is two integers: an int64 mantissa and an int16 exponent (value = m * 2**e).
-# Everything in a shape predictor file is built from these, so the whole file is first
-# split into integer tokens (vectorised), and the structure is then read token by token.
-
-_TOKEN = re.compile(
-    b"|".join(
-        b"[" + re.escape(bytes([k])) + re.escape(bytes([k | 0x80])) + b"]" + b"." * k
-        for k in range(9)
-    ),
-    re.DOTALL,
-)
-
-# float_details' codes for special values in the exponent
-_EXP_INF, _EXP_NINF, _EXP_NAN = 32000, 32001, 32002
-
-
-def _tokenize(data: bytes, what: str) -> IntArray:
-    """Split ``data`` into dlib-serialized integers and decode them all."""
-    tokens = _TOKEN.findall(data)
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    if int(lengths.sum()) != len(data):
-        # findall skips bytes that cannot start an integer: the file is not a dlib
-        # serialization made only of integers and floats.
-        raise ModelError(f"{what}: not a dlib shape predictor file (unexpected byte layout)")
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    raw = np.frombuffer(data + b"\0" * 9, dtype=np.uint8)
-    control = raw[starts]
-    size = (control & 0x0F).astype(np.int64)
-    magnitude = np.zeros(len(starts), dtype=np.uint64)
-    for k in range(8):
-        has = size > k
-        if not has.any():
-            break
-        byte = raw[starts[has] + 1 + k].astype(np.uint64)
-        magnitude[has] |= byte << np.uint64(8 * k)
-    if np.any(magnitude > np.uint64(2**63 - 1)):
-        raise ModelError(f"{what}: integer out of range (not a dlib shape predictor file)")
-    values = magnitude.astype(np.int64)
-    negative = (control & 0x80) != 0
-    values[negative] = -values[negative]
-    return values
-
-
-def _to_float(mantissa: IntArray, exponent: IntArray) -> FloatArray:
-    out = np.ldexp(mantissa.astype(np.float64), exponent.clip(-2000, 2000).astype(np.int32))
-    out[exponent == _EXP_INF] = np.inf
-    out[exponent == _EXP_NINF] = -np.inf
-    out[exponent == _EXP_NAN] = np.nan
-    return out.astype(np.float32)
-
-
-class _Reader:
-    """Walks the decoded integer tokens, with clear errors on truncation or nonsense."""
-
-    def __init__(self, tokens: IntArray, what: str) -> None:
-        self.t = tokens
-        self.pos = 0
-        self.what = what
-
-    def fail(self, msg: str) -> ModelError:
-        return ModelError(f"{self.what}: {msg} (truncated or not a dlib shape predictor file)")
-
-    def take(self, n: int) -> IntArray:
-        if n < 0 or self.pos + n > len(self.t):
-            raise self.fail("unexpected end of data")
-        out = self.t[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def count(self, limit: int = 10_000_000) -> int:
-        v = int(self.take(1)[0])
-        if v < 0 or v > limit:
-            raise self.fail(f"implausible element count {v}")
-        return v
-
-    def floats(self, n: int) -> FloatArray:
-        pairs = self.take(2 * n).reshape(n, 2)
-        return _to_float(pairs[:, 0], pairs[:, 1])
-
-    def column(self) -> FloatArray:
-        """A ``matrix<float,0,1>``: sizes (negated in the current format), then values."""
-        nr, nc = (abs(int(v)) for v in self.take(2))
-        if nc != 1 or nr > 100_000:
-            raise self.fail(f"unexpected matrix size {nr}x{nc}")
-        return self.floats(nr)
-
-
-# --------------------------------------------------------------------------------------
-# model
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ShapePredictorModel:
-    """The parsed arrays of a shape predictor (C cascades, T trees, S splits, L leaves)."""
-
-    initial_shape: FloatArray  # (P, 2)
-    split_idx1: IntArray  # (C, T, S)
-    split_idx2: IntArray  # (C, T, S)
-    split_thresh: FloatArray  # (C, T, S)
-    leaf_values: FloatArray  # (C, T, L, P, 2)
-    anchor_idx: IntArray  # (C, F)
-    deltas: FloatArray  # (C, F, 2)
-
-    @property
-    def num_parts(self) -> int:
-        return int(self.initial_shape.shape[0])
-
-    @property
-    def depth(self) -> int:
-        return int(self.split_idx1.shape[2] + 1).bit_length() - 1
-
-
-def parse_shape_predictor(data: bytes, what: str = "shape predictor") -> ShapePredictorModel:
-    """Parse the bytes of a dlib ``shape_predictor`` serialization."""
-    if len(data) < 8:
-        raise ModelError(f"{what}: file too short to be a dlib shape predictor")
-    r = _Reader(_tokenize(data, what), what)
-    version = int(r.take(1)[0])
-    if version != 1:
-        raise ModelError(
-            f"{what}: not a dlib shape predictor (version field {version}, expected 1)"
-        )
-    initial = r.column()
-    if initial.size == 0 or initial.size % 2:
-        raise r.fail(f"initial shape of odd or zero length {initial.size}")
-    n_parts = initial.size // 2
-
-    n_casc = r.count(1000)
-    idx1: list[IntArray] = []
-    idx2: list[IntArray] = []
-    thresh: list[FloatArray] = []
-    leaves: list[FloatArray] = []
-    n_trees = n_splits = -1
-    for _ in range(n_casc):
-        trees = r.count(1_000_000)
-        if n_trees not in (-1, trees):
-            raise r.fail("cascade levels with different numbers of trees are not supported")
-        n_trees = trees
-        if trees == 0:
-            continue
-        # all trees of a model have the same depth: read a cascade level as one block
-        splits = int(r.t[r.pos]) if r.pos < len(r.t) else -1
-        if splits < 0 or splits > 1 << 16 or n_splits not in (-1, splits):
-            raise r.fail("trees of different or implausible depths")
-        n_splits = splits
-        n_leaves = splits + 1
-        if n_leaves & (n_leaves - 1):
-            raise r.fail(f"tree with {splits} splits is not a full binary tree")
-        per_leaf = 2 + 2 * 2 * n_parts
-        per_tree = 2 + 4 * splits + n_leaves * per_leaf
-        block = r.take(trees * per_tree).reshape(trees, per_tree)
-        if np.any(block[:, 0] != splits) or np.any(block[:, 1 + 4 * splits] != n_leaves):
-            raise r.fail("trees of different depths are not supported")
-        sp = block[:, 1 : 1 + 4 * splits].reshape(trees, splits, 4)
-        lv = block[:, 2 + 4 * splits :].reshape(trees, n_leaves, per_leaf)
-        if np.any(np.abs(lv[..., 0]) != 2 * n_parts) or np.any(np.abs(lv[..., 1]) != 1):
-            raise r.fail("leaf vector of unexpected size")
-        idx1.append(sp[..., 0])
-        idx2.append(sp[..., 1])
-        thresh.append(_to_float(sp[..., 2], sp[..., 3]))
-        pairs = lv[..., 2:].reshape(trees, n_leaves, 2 * n_parts, 2)
-        leaves.append(_to_float(pairs[..., 0], pairs[..., 1]))
-
-    if r.count(1000) != n_casc:
-        raise r.fail("anchor index list does not match the number of cascades")
-    anchors: list[IntArray] = []
-    n_feat = -1
-    for _ in range(n_casc):
-        n = r.count(1_000_000)
-        if n_feat not in (-1, n):
-            raise r.fail("cascade levels with different numbers of feature pixels")
-        n_feat = n
-        anchors.append(r.take(n).copy())
-    if r.count(1000) != n_casc:
-        raise r.fail("delta list does not match the number of cascades")
-    deltas: list[FloatArray] = []
-    for _ in range(n_casc):
-        if r.count(1_000_000) != n_feat:
-            raise r.fail("delta list does not match the anchor list")
-        deltas.append(r.floats(2 * n_feat).reshape(n_feat, 2))
-    if r.pos != len(r.t):
-        raise r.fail(f"{len(r.t) - r.pos} unexpected trailing values")
-
-    if n_casc == 0 or n_trees <= 0:
-        raise r.fail("model without trees")
-    a = np.stack(anchors)
-    i1 = np.stack(idx1).reshape(n_casc, n_trees, n_splits)
-    i2 = np.stack(idx2).reshape(n_casc, n_trees, n_splits)
-    if a.min() < 0 or a.max() >= n_parts:
-        raise r.fail("anchor index out of range")
-    if min(i1.min(), i2.min()) < 0 or max(i1.max(), i2.max()) >= n_feat:
-        raise r.fail("split feature index out of range")
-    return ShapePredictorModel(
-        initial_shape=initial.reshape(n_parts, 2),
-        split_idx1=i1,
-        split_idx2=i2,
-        split_thresh=np.stack(thresh).reshape(n_casc, n_trees, n_splits),
-        leaf_values=np.stack(leaves).reshape(n_casc, n_trees, n_splits + 1, n_parts, 2),
-        anchor_idx=a,
-        deltas=np.stack(deltas).astype(np.float32),
-    )
-
-
-def read_shape_predictor(path: Path | str) -> ShapePredictorModel:
-    """Read a dlib shape predictor file; ModelError if it is missing, truncated or foreign."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read shape predictor {path}: {exc}") from exc
-    return parse_shape_predictor(data, str(path))
-
-
-#: Bump when the parsed layout changes, so arrays cached by an older faceprint are not reused.
-PARSED_VERSION = 1
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_model(path: str, mtime_ns: int, size: int) -> ShapePredictorModel:
-    """Parse once per file version; the arrays are also kept in the user cache as .npz,
-    keyed by the file's sha256, so later processes load them in milliseconds."""
-    from faceprint.models import store
-
-    cached = store.converted_path(
-        f"shape_predictor-p{PARSED_VERSION}", store.sha256_of(Path(path))
-    ).with_suffix(".npz")
-    if cached.is_file():
-        try:
-            with np.load(cached) as arrays:
-                return ShapePredictorModel(**{k: arrays[k] for k in arrays.files})
-        except (OSError, ValueError, TypeError):
-            cached.unlink(missing_ok=True)  # damaged cache entry: parse the source again
-    model = read_shape_predictor(path)
-    buf = io.BytesIO()
-    np.savez(buf, **{f.name: getattr(model, f.name) for f in dataclasses.fields(model)})
-    store.save_converted(cached, buf.getvalue())
-    return model
-
+__all__ = [
+    "ShapePredictor",
+    "ShapePredictorModel",
+    "parse_shape_predictor",
+    "read_shape_predictor",
+]
 
 # --------------------------------------------------------------------------------------
 # prediction
@@ -436,7 +200,7 @@ class ShapePredictor:
 
 @functools.lru_cache(maxsize=4)
 def _cached_predictor(path: str, mtime_ns: int, size: int) -> ShapePredictor:
-    return ShapePredictor(_cached_model(path, mtime_ns, size))
+    return ShapePredictor(cached_model(path, mtime_ns, size))
 
 
 def _check_image(image: np.ndarray) -> npt.NDArray[np.uint8]:

@@ -5,6 +5,7 @@ Input: 64x64 grayscale, ``(x / 255 - 0.5) * 2``. The face is cut as dlib's align
 padding 0.4 (eyes level, whole face with some margin): measured on the photos of
 ../shared/faces it ranks "happy" first on the visibly smiling faces the plain detector box
 misses (img16, img20, img21) and keeps it low on neutral ones (README, "Expression").
+:class:`ExpressionRunner` is its runner (registry kind ``fer_mini_xception``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
-from faceprint import runtime
+from faceprint.models import registry
 from faceprint.models.keras_h5 import converted_onnx
 from faceprint.models.packs import FER_MINI_XCEPTION
+from faceprint.models.runner import FloatArray, OnnxRunner
+from faceprint.models.store import ModelFile
 from faceprint.types import Face, Image
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -41,7 +43,7 @@ class Expression:
         }
 
 
-def inputs(image: Image, faces: Sequence[Face]) -> npt.NDArray[np.float32]:
+def face_tensor(image: Image, faces: Sequence[Face]) -> FloatArray:
     """N x 1 x 64 x 64 network input for the faces (aligned grayscale chips, scaled to -1..1)."""
     from faceprint.align.chip import extract_chips
 
@@ -52,13 +54,26 @@ def inputs(image: Image, faces: Sequence[Face]) -> npt.NDArray[np.float32]:
     return ((gray.astype(np.float32) / 255.0 - 0.5) * 2.0)[:, None]
 
 
+class ExpressionRunner(OnnxRunner[tuple[Image, Sequence[Face]]]):
+    """(image, faces) -> aligned grayscale chips -> 7 class probabilities per face."""
+
+    @classmethod
+    def onnx_file(cls, spec: ModelFile, model_dir: Path | str | None) -> Path:
+        return converted_onnx(spec, model_dir)
+
+    def prepare(self, inputs: tuple[Image, Sequence[Face]]) -> FloatArray:
+        image, faces = inputs
+        return face_tensor(image, faces)
+
+
 def expressions(
     image: Image, faces: Sequence[Face], *, model_dir: str | Path | None = None
 ) -> list[Expression]:
     """Classify the expression of each face of an RGB image (one network call for all)."""
     if not faces:
         return []
-    probs = runtime.run(converted_onnx(FER_MINI_XCEPTION, model_dir), inputs(image, faces))[0]
+    runner = registry.load(FER_MINI_XCEPTION, model_dir)
+    probs = runner.run(runner.prepare((image, faces)))[0]
     return [
         Expression(LABELS[int(np.argmax(p))], {k: float(v) for k, v in zip(LABELS, p, strict=True)})
         for p in probs

@@ -141,6 +141,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
         draw_dir = Path(args.draw)
         draw_dir.mkdir(parents=True, exist_ok=True)
     failures = no_face = 0
+    failure_code = 2  # some photos of a batch failed; one photo: its own error's code
     report: list[dict[str, Any]] = []
     with Gallery(
         args.gallery, create=False, detector=args.detector, model_dir=args.model_dir
@@ -155,6 +156,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 )
             except FaceprintError as exc:
                 failures += 1
+                failure_code = exc.exit_code if len(args.photos) == 1 else 2
                 _err(str(exc))
                 report.append({"photo": photo, "error": str(exc)})
                 continue
@@ -182,7 +184,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report if len(report) != 1 else report[0], indent=2))
     if failures:
-        return 2
+        return failure_code
     return NoFaceError.exit_code if no_face else 0
 
 
@@ -202,8 +204,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         verdict = "same person" if result.same else "different people"
-        fmr = f", target false-match rate {result.fmr:g}" if result.fmr else ""
-        print(f"{verdict}: similarity {result.score:.3f}, threshold {result.threshold:.3f}{fmr}")
+        thr = result.threshold
+        fmr = f" ({thr.how} for false-match rate {thr.fmr:g})" if thr.fmr else ""
+        print(f"{verdict}: similarity {result.similarity:.3f}, threshold {thr.similarity:.3f}{fmr}")
     return 0
 
 

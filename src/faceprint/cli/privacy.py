@@ -36,7 +36,7 @@ def cmd_identify_encrypted(args: argparse.Namespace) -> int:
 
     threshold = None
     if args.threshold is not None or args.fmr is not None:
-        threshold = resolve_threshold(args.threshold, args.fmr)[0]
+        threshold = resolve_threshold(args.threshold, args.fmr).similarity
     d = identify_encrypted(
         args.photo,
         args.enc,
@@ -82,7 +82,7 @@ def register(sub: Any, parents: Any) -> None:
     p = sub.add_parser(
         "identify-encrypted",
         parents=[parents.thresholds],
-        help="identify the largest face of a photo in an encrypted gallery",
+        help="identify the subject face of a photo in an encrypted gallery",
     )
     p.add_argument("photo")
     p.add_argument("--enc", type=Path, required=True, help="encrypted gallery")

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.errors import FaceprintError, ModelError
+from faceprint.detect.subject import ranked, subject
+from faceprint.errors import FaceprintError
 from faceprint.types import Box, Detection, Face, Image
 
 DETECTORS = ("mmod", "yunet")
@@ -29,7 +30,11 @@ _resolved: dict[str, str] = {}
 
 def default_detector(model_dir: str | Path | None = None) -> str:
     """The detector to use when none is named: $FACEPRINT_DETECTOR, else YuNet if its
-    model file is available (user directory, cache, or pinned download), else MMOD."""
+    model file is available (user directory, cache, or pinned download), else MMOD.
+
+    Only a YuNet file that is nowhere to be had falls back to MMOD (with a note); a file
+    that is there but wrong or damaged raises its ModelError: it is never silently replaced.
+    """
     name = os.environ.get("FACEPRINT_DETECTOR")
     if name:
         if name not in DETECTORS:
@@ -38,21 +43,21 @@ def default_detector(model_dir: str | Path | None = None) -> str:
             )
         return name
     env = os.environ
-    key = f"{model_dir}|{env.get('FACEPRINT_MODEL_DIR')}|{env.get('FACEPRINT_CACHE_DIR')}"
+    where = ("FACEPRINT_MODEL_DIR", "FACEPRINT_CACHE_DIR", "FACEPRINT_OFFLINE")
+    key = "|".join([str(model_dir), *(env.get(v, "") for v in where)])
     if key not in _resolved:
         from faceprint.detect import yunet
+        from faceprint.models.packs import YUNET
+        from faceprint.models.store import ModelNotFoundError
 
         try:
-            yunet.model_path(model_dir)
+            yunet.model_path(model_dir)  # a wrong or damaged file raises: not caught here
             _resolved[key] = DEFAULT_DETECTOR
-        except ModelError as exc:
-            from faceprint.models.packs import YUNET
-
-            missing = "not found" in str(exc)
-            reason = "not found here or at its download location" if missing else str(exc)
+        except ModelNotFoundError:
             print(
-                f"faceprint: note: YuNet model {YUNET.name} {reason} (put it in --model-dir "
-                f"to use it); using the {FALLBACK_DETECTOR} detector: same templates, slower",
+                f"faceprint: note: YuNet model {YUNET.name} not found here or at its download "
+                f"location (put it in --model-dir to use it); using the {FALLBACK_DETECTOR} "
+                f"detector: same templates, slower",
                 file=sys.stderr,
             )
             _resolved[key] = FALLBACK_DETECTOR
@@ -62,9 +67,10 @@ def default_detector(model_dir: str | Path | None = None) -> str:
 def detect(
     image: Image, *, detector: str | None = None, model_dir: str | Path | None = None
 ) -> list[Face]:
-    """Find every face in an RGB image: box, detector score and 5 alignment landmarks.
+    """Find every face in an RGB image: box, detector probability and the 5 alignment
+    landmarks (:data:`faceprint.types.LANDMARKS`), whichever detector is used.
 
-    Faces are returned largest first.
+    Faces come in order of prominence, the subject face first (:mod:`.subject`).
     """
     from faceprint.align.shape_predictor import ShapePredictor
 
@@ -87,8 +93,7 @@ def detect(
         shapes = predictor.predict_many(image, [b.as_list() for b in boxes])
         for face, shape in zip(faces, shapes, strict=True):
             face.landmarks = np.asarray(shape, dtype=np.float32).reshape(5, 2)
-    faces.sort(key=lambda f: f.box.width * f.box.height, reverse=True)
-    return faces
+    return [face for _, face in ranked(faces, image.shape)]
 
 
 def _face(found: Any, detector: str) -> Face:
@@ -101,8 +106,4 @@ def _face(found: Any, detector: str) -> Face:
     return face
 
 
-def largest(faces: list[Face]) -> Face | None:
-    return max(faces, key=lambda f: f.box.width * f.box.height) if faces else None
-
-
-__all__ = ["DETECTORS", "DEFAULT_DETECTOR", "Box", "detect", "largest", "default_detector"]
+__all__ = ["DETECTORS", "DEFAULT_DETECTOR", "Box", "default_detector", "detect", "subject"]

@@ -78,18 +78,24 @@ def split(
 def person_scores(
     probes: Sequence[Photo], split_: Split, gallery: Templates, probe_t: Templates
 ) -> tuple[np.ndarray, list[str]]:
-    """(probes x enrolled people) best-template similarity; -inf where a side has no face."""
+    """(probes x enrolled people) best-template similarity; -inf where a side has no face.
+    One matrix product, then the maximum over each person's templates."""
     names = split_.enrolled
     col = {n: i for i, n in enumerate(names)}
     out = np.full((len(probes), len(names)), -math.inf)
-    for name, path in split_.gallery:
-        g = gallery.get(path)
-        if g is None:
-            continue
-        for i, (_, probe) in enumerate(probes):
-            v = probe_t.get(probe)
-            if v is not None:
-                out[i, col[name]] = max(out[i, col[name]], float(np.dot(v, g)))
+    g_rows = [(col[n], v) for n, p in split_.gallery if (v := gallery.get(p)) is not None]
+    p_rows = [(i, v) for i, (_, p) in enumerate(probes) if (v := probe_t.get(p)) is not None]
+    if not g_rows or not p_rows:
+        return out, names
+    g_mat = np.stack([v for _, v in g_rows]).astype(np.float64)
+    p_mat = np.stack([v for _, v in p_rows]).astype(np.float64)
+    sims = p_mat @ g_mat.T
+    g_cols = np.array([c for c, _ in g_rows])
+    p_idx = np.array([i for i, _ in p_rows])
+    block = np.full((len(p_rows), len(names)), -math.inf)
+    for c in np.unique(g_cols):
+        block[:, c] = sims[:, g_cols == c].max(axis=1)
+    out[p_idx] = block
     return out, names
 
 
@@ -138,6 +144,9 @@ def evaluate(split_: Split, gallery: Templates, probes: Templates, root: Path) -
     no_face = {p for _, p in split_.gallery if p in gallery.no_face}
     no_face |= {p for _, p in split_.mated + split_.nonmated if p in probes.no_face}
     out["no_face"] = sorted(relative(p, root) for p in no_face)
+    several = {p for _, p in split_.gallery if p in gallery.several}
+    several |= {p for _, p in split_.mated + split_.nonmated if p in probes.several}
+    out["several_faces"] = sorted(relative(p, root) for p in several)
     out["data"] = {
         "mated_scores": [json_score(s) for s in top_s],
         "mated_hit": hit.astype(int).tolist(),

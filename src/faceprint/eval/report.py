@@ -142,7 +142,7 @@ def verification_table(results: dict[str, Any]) -> tuple[list[str], list[list[st
     conds = results["conditions"]
     fmrs = list(dict.fromkeys(k for c in conds for k in c["tar_at_fmr"]))
     header = ["condition", "accuracy (k-fold)", "AUC", "EER"]
-    header += [f"TAR@FMR {f}" for f in fmrs] + ["no face", "failed pairs"]
+    header += [f"TAR@FMR {f}" for f in fmrs] + ["no face", "several faces", "failed pairs"]
     rows = []
     for c in conds:
         row = [
@@ -154,7 +154,7 @@ def verification_table(results: dict[str, Any]) -> tuple[list[str], list[list[st
         for f in fmrs:
             t = c["tar_at_fmr"].get(f)
             row.append("-" if t is None else _fmt(t["tar"], True) + ("" if t["resolved"] else "*"))
-        rows.append(row + [str(len(c["no_face"])), str(c["failed_pairs"])])
+        rows.append(row + [str(len(c["no_face"])), _several(c), str(c["failed_pairs"])])
     return header, rows
 
 
@@ -162,15 +162,36 @@ def identification_table(results: dict[str, Any]) -> tuple[list[str], list[list[
     conds = results["conditions"]
     fpirs = list(dict.fromkeys(k for c in conds for k in c["fnir_at_fpir"]))
     header = ["condition", "rank-1", "rank-5"] + [f"FNIR@FPIR {f}" for f in fpirs]
-    header.append("no face")
+    header += ["no face", "several faces"]
     rows = []
     for c in conds:
         row = [html.escape(c["condition"]), _fmt(c["rank1"], True), _fmt(c["rank5"], True)]
         for f in fpirs:
             t = c["fnir_at_fpir"].get(f)
             row.append("-" if t is None else _fmt(t["fnir"], True) + ("" if t["resolved"] else "*"))
-        rows.append(row + [str(len(c["no_face"]))])
+        rows.append(row + [str(len(c["no_face"])), _several(c)])
     return header, rows
+
+
+DETECTION_HEADER = ["condition", "images with a face found", "images with several faces"]
+
+
+def _several(condition: dict[str, Any]) -> str:
+    return str(len(condition.get("several_faces", [])))
+
+
+def detection_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Detection recall per condition: images with a face found, and with several."""
+    images = int(results.get("counts", {}).get("images", 0))
+    rows = []
+    for c in results["conditions"]:
+        if images:
+            found = images - len(c["no_face"])
+            rows.append([
+                html.escape(c["condition"]), f"{found} of {images} ({_fmt(found / images, True)})",
+                str(len(c.get("several_faces", []))),
+            ])  # fmt: skip
+    return rows
 
 
 def write(results: dict[str, Any], out: Path) -> Path:
@@ -189,6 +210,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
         ["model pack", results["pack"]],
         ["detector", results["detector"]],
         ["no face found", results["on_no_face_policy"]],
+        ["face used (several found)", results.get("subject_rule", "largest")],
         ["seed", str(results["seed"])],
         ["faceprint", results["faceprint"]],
         ["created", results["created"]],
@@ -214,6 +236,8 @@ img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
 {_table(["setting", "value"], [[html.escape(a), html.escape(b)] for a, b in setup])}
 <h2>Figures</h2>
 {_table(header, rows)}
+<h2>Detection ({html.escape(results["detector"])})</h2>
+{_table(DETECTION_HEADER, detection_rows(results))}
 <p>* fewer comparisons than the rate needs (see notes): measured at rate 0.</p>
 <h2>Notes</h2>
 <ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes) or "<li>none</li>"}</ul>

@@ -11,7 +11,7 @@ from typing import Any
 from faceprint.eval import identification, verification
 from faceprint.eval.degrade import Degradation
 from faceprint.eval.pairs import Pair
-from faceprint.eval.templates import TemplateCache, compute
+from faceprint.eval.templates import SUBJECT_RULE, TemplateCache, compute
 from faceprint.models.packs import DEFAULT_PACK
 
 CACHE_NAME = "templates.npz"
@@ -30,6 +30,7 @@ def _header(protocol: str, source: str, detector: str, on_no_face: str, seed: in
             "centre": "centre: an image without a face is aligned on a centre crop",
         }[on_no_face],
         "on_no_face": on_no_face,
+        "subject_rule": SUBJECT_RULE,
         "seed": seed,
         "faceprint": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -135,6 +136,7 @@ def run_identify(
     )
     results = _header("identify", str(root), detector, on_no_face, seed)
     results["counts"] = {
+        "images": len({p for _, p in split.gallery + split.mated + split.nonmated}),
         "people": len(people),
         "enrolled people": len(split.enrolled),
         "held out (non-mated) people": len(people) - len(split.enrolled),

@@ -22,13 +22,31 @@ FMRS = (1e-1, 1e-2, 1e-3)
 OPTIONAL_FMRS = (1e-4,)
 
 
+def _matrix(templates: Templates, paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the templates of ``paths`` (zeros where none) and which rows exist."""
+    dim = next((len(v) for v in templates.vectors.values() if v is not None), 1)
+    rows = np.zeros((len(paths), dim), dtype=np.float32)
+    ok = np.zeros(len(paths), dtype=bool)
+    for i, path in enumerate(paths):
+        vec = templates.get(path)
+        if vec is not None:
+            rows[i], ok[i] = vec, True
+    return rows, ok
+
+
 def pair_scores(pairs: Sequence[Pair], gallery: Templates, probes: Templates) -> np.ndarray:
-    """Cosine similarity of each pair (side a from ``gallery``, side b from ``probes``)."""
-    out = np.empty(len(pairs), dtype=np.float64)
-    for i, p in enumerate(pairs):
-        a, b = gallery.get(p.a), probes.get(p.b)
-        out[i] = -math.inf if a is None or b is None else float(np.dot(a, b))
-    return out
+    """Cosine similarity of each pair (side a from ``gallery``, side b from ``probes``),
+    vectorised: one template matrix per side, row-wise dot products."""
+    a_paths = list(dict.fromkeys(p.a for p in pairs))
+    b_paths = list(dict.fromkeys(p.b for p in pairs))
+    a_rows, a_ok = _matrix(gallery, a_paths)
+    b_rows, b_ok = _matrix(probes, b_paths)
+    a_idx = {path: i for i, path in enumerate(a_paths)}
+    b_idx = {path: i for i, path in enumerate(b_paths)}
+    ia = np.fromiter((a_idx[p.a] for p in pairs), dtype=np.int64, count=len(pairs))
+    ib = np.fromiter((b_idx[p.b] for p in pairs), dtype=np.int64, count=len(pairs))
+    dots = np.einsum("ij,ij->i", a_rows[ia], b_rows[ib], dtype=np.float64)
+    return np.where(a_ok[ia] & b_ok[ib], dots, -math.inf)
 
 
 def figures(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict[str, Any]:
@@ -81,6 +99,10 @@ def evaluate(
     )
     out = {"condition": probes.condition, **figures(scores, labels, folds)}
     out["no_face"] = no_face
+    out["several_faces"] = sorted(
+        {relative(p, root) for p in gallery.several if p in a_side}
+        | {relative(p, root) for p in probes.several if p in b_side}
+    )
     out["failed_pairs"] = int(np.sum(~np.isfinite(scores)))
     out["data"] = {
         "scores": [json_score(s) for s in scores],

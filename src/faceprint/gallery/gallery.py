@@ -52,7 +52,7 @@ def _photo_faces(
 ) -> tuple[list[Face], str | None, str]:
     """Detect and embed the faces of a photo; also its content hash and a display name."""
     from faceprint.detect import detect
-    from faceprint.embed import embed_faces
+    from faceprint.embed import embed as embed_faces
 
     if isinstance(photo, Face):
         if photo.embedding is None:
@@ -136,7 +136,7 @@ class Gallery:
     def threshold(self) -> float:
         """The gallery's identification threshold: its calibrated setting, else the pack's."""
         value = self.store.setting("threshold")
-        return float(value) if value is not None else DEFAULT_PACK.threshold()
+        return float(value) if value is not None else DEFAULT_PACK.threshold().similarity
 
     def enroll(
         self,
@@ -201,7 +201,7 @@ class Gallery:
         if threshold is None and fmr is None:
             thr = self.threshold
         else:
-            thr, _ = resolve_threshold(threshold, fmr)
+            thr = resolve_threshold(threshold, fmr).similarity
         pack = self.store.pack
         for f in faces:
             if pack is not None and f.pack != pack:

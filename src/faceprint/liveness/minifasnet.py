@@ -7,6 +7,7 @@ is scaled about its centre by ``scale``, capped so it fits the image, shifted ba
 the image where it sticks out, then the inclusive pixel range is resized to 80x80 (bilinear).
 Input: BGR, raw 0..255 float32, NCHW. Each model gives 3 logits (class 1 = live); the
 softmaxes of the two are averaged and ``score`` is the live probability.
+:class:`MiniFASNetRunner` is the runner of both (registry kind ``minifasnet``).
 
 The original project fed the image as ``cv2.imread`` returns it, i.e. with its EXIF
 orientation applied, and found faces with a RetinaFace detector whose boxes (forehead to
@@ -15,6 +16,7 @@ chin) are close to YuNet's; :func:`faceprint.io.load_image` and ``Face.box`` giv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +24,16 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from faceprint import runtime
-from faceprint.errors import FaceprintError
-from faceprint.models import store
+from faceprint.errors import FaceprintError, ModelError
+from faceprint.models import registry
 from faceprint.models.packs import MINIFASNET_V1SE, MINIFASNET_V2
+from faceprint.models.runner import FloatArray, OnnxRunner
 from faceprint.models.store import ModelFile
 from faceprint.types import Box, Face, Image
 
-#: (model file, crop scale); the two models' probabilities are averaged.
-MODELS: tuple[tuple[ModelFile, float], ...] = ((MINIFASNET_V2, 2.7), (MINIFASNET_V1SE, 4.0))
+#: The two models, whose probabilities are averaged, and the context each one sees.
+MODELS: tuple[ModelFile, ...] = (MINIFASNET_V2, MINIFASNET_V1SE)
+CROP_SCALES: dict[str, float] = {MINIFASNET_V2.name: 2.7, MINIFASNET_V1SE.name: 4.0}
 INPUT_SIZE = 80
 LIVE_CLASS = 1
 #: Live when the averaged live probability reaches this (the original takes the argmax).
@@ -82,6 +85,30 @@ def patch(image: Image, box: Box, scale: float) -> npt.NDArray[np.float32]:
     return np.asarray(resized[:, :, ::-1], dtype=np.float32).transpose(2, 0, 1)[None]
 
 
+class MiniFASNetRunner(OnnxRunner[tuple[Image, Sequence[Box]]]):
+    """(image, face boxes) -> the context crops of one MiniFASNet -> its 3 logits per face."""
+
+    def __init__(self, spec: ModelFile, path: Path) -> None:
+        super().__init__(spec, path)
+        if spec.name not in CROP_SCALES:
+            raise ModelError(f"{spec.name}: no crop scale known for this MiniFASNet model")
+        self.scale = CROP_SCALES[spec.name]
+
+    def prepare(self, inputs: tuple[Image, Sequence[Box]]) -> FloatArray:
+        """N x 3 x 80 x 80: each face's crop at this model's scale, BGR, raw 0..255."""
+        image, boxes = inputs
+        crops = [patch(image, box, self.scale) for box in boxes]
+        return (
+            np.concatenate(crops) if crops else np.zeros((0, 3, INPUT_SIZE, INPUT_SIZE), np.float32)
+        )
+
+    def run(self, tensor: FloatArray) -> list[FloatArray]:
+        """Logits (N, 3); the published graphs take one crop per call."""
+        run_one = super().run
+        rows = [run_one(tensor[i : i + 1])[0] for i in range(len(tensor))]
+        return [np.concatenate(rows) if rows else np.zeros((0, 3), np.float32)]
+
+
 def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     z = np.exp(logits.astype(np.float64) - logits.max(axis=-1, keepdims=True))
     return np.asarray(z / z.sum(axis=-1, keepdims=True))
@@ -100,8 +127,8 @@ def liveness(
     if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 2:
         raise FaceprintError(f"liveness needs an H x W x 3 RGB image, got shape {image.shape}")
     probs = np.zeros(3)
-    for spec, scale in MODELS:
-        path = store.locate(spec, model_dir)
-        probs += _softmax(runtime.run(path, patch(image, face.box, scale))[0])[0]
+    for spec in MODELS:
+        runner = registry.load(spec, model_dir)
+        probs += _softmax(runner.run(runner.prepare((image, [face.box])))[0])[0]
     score = float(probs[LIVE_CLASS] / len(MODELS))
     return LivenessResult(score >= threshold, score, threshold)

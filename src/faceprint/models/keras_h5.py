@@ -21,12 +21,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from faceprint.errors import ModelError
-from faceprint.models import store
+from faceprint.models import cache, store
 from faceprint.models.store import ModelFile
 
 OPSET = 17
-#: Bump when the conversion changes: it is part of the cache key.
-CONVERTER_VERSION = 1
 
 Weights = dict[str, npt.NDArray[np.float32]]
 
@@ -186,10 +184,14 @@ def to_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
+def _convert(source: Path) -> bytes:
+    return to_onnx(source).SerializeToString()
+
+
+#: Keras .hdf5 -> ONNX. Bump the version when the conversion changes its output.
+KERAS_TO_ONNX = cache.Converter("keras-h5-onnx", 1, _convert)
+
+
 def converted_onnx(spec: ModelFile, model_dir: Path | str | None = None) -> Path:
     """The ONNX file converted from a Keras model file, converting it once into the cache."""
-    source = store.locate(spec, model_dir)
-    target = store.converted_path(f"keras-v{CONVERTER_VERSION}", spec.sha256)
-    if not target.is_file():
-        store.save_converted(target, to_onnx(source).SerializeToString())
-    return target
+    return cache.converted(store.locate(spec, model_dir), KERAS_TO_ONNX, spec.sha256)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from faceprint.errors import ModelError
+from faceprint.match.threshold import Calibrated, Threshold, for_fmr
 from faceprint.models.store import ModelFile
 
 _DLIB_PKG = "face_recognition_models"
@@ -14,6 +15,7 @@ MMOD_DETECTOR = ModelFile(
     sha256="4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
     licence="CC0-1.0",
     package=_DLIB_PKG,
+    runner="dlib_mmod",
 )
 SHAPE_PREDICTOR_5 = ModelFile(
     name="shape_predictor_5_face_landmarks.dat",
@@ -26,6 +28,7 @@ DLIB_RESNET = ModelFile(
     sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
     licence="CC0-1.0",
     package=_DLIB_PKG,
+    runner="dlib_resnet",
 )
 YUNET = ModelFile(
     name="face_detection_yunet_2023mar.onnx",
@@ -35,15 +38,27 @@ YUNET = ModelFile(
         "https://github.com/opencv/opencv_zoo/raw/main/models/"
         "face_detection_yunet/face_detection_yunet_2023mar.onnx"
     ),
+    runner="yunet",
 )
+
+
+#: One view of an aligned chip fed to the embedder: rotation (degrees), scale, shift
+#: (x, y as fractions of the chip side) and mirror. A template is the renormalised mean of
+#: the L2-normalised descriptors of its views.
+View = tuple[float, float, float, float, bool]
+SINGLE_VIEW: tuple[View, ...] = ((0.0, 1.0, 0.0, 0.0, False),)
 
 
 @dataclass(frozen=True)
 class Pack:
-    """An embedding model pack: its files, how faces are aligned for it, and its thresholds.
+    """An embedding model pack: its files, how faces are aligned and viewed for it, and its
+    calibrated thresholds.
 
-    ``thresholds`` maps a target false-match rate to the cosine similarity at which that
-    rate was measured on labelled impostor pairs (see README, "Thresholds").
+    The pack ``id`` names everything that makes a template (model, chip geometry, views):
+    templates of different packs are never compared or stored together. ``thresholds``
+    are the similarities measured at target false-match rates, with the counts behind
+    each (README, "Thresholds"); :meth:`threshold` applies the one threshold rule
+    (:mod:`faceprint.match.threshold`).
     """
 
     id: str
@@ -52,34 +67,58 @@ class Pack:
     dim: int
     chip_size: int
     chip_padding: float
-    thresholds: dict[float, float]
+    views: tuple[View, ...]
+    thresholds: tuple[Calibrated, ...]
     default_fmr: float
     calibration: str
 
-    def threshold(self, fmr: float | None = None) -> float:
-        """Cosine threshold for a target false-match rate (the nearest one calibrated)."""
-        target = self.default_fmr if fmr is None else fmr
-        nearest = min(self.thresholds, key=lambda f: abs(math.log10(f) - math.log10(target)))
-        return self.thresholds[nearest]
+    def threshold(self, fmr: float | None = None) -> Threshold:
+        """The threshold for a target FMR (default: the pack's), by the one rule."""
+        return for_fmr(self.thresholds, self.default_fmr if fmr is None else fmr)
 
 
-DLIB_PACK = Pack(
+def _points(rows: tuple[tuple[float, float, int, int, float], ...]) -> tuple[Calibrated, ...]:
+    return tuple(Calibrated(*row) for row in rows)
+
+
+#: The original single-view pack (faceprint 0.1): kept so galleries enrolled with it keep
+#: working (their probes are embedded the same way); thresholds from the 1,743 impostor
+#: pairs of ../shared/faces, YuNet + dlib landmarks + ResNet.
+DLIB_PACK_V1 = Pack(
     id="dlib-resnet-v1",
     embedder=DLIB_RESNET,
     landmarks=SHAPE_PREDICTOR_5,
     dim=128,
     chip_size=150,
     chip_padding=0.25,
-    # Measured by bench/calibrate_threshold.py: all 1891 pairs of the 62 labelled photos
-    # in ../shared/faces (148 genuine, 1743 impostor), YuNet + dlib landmarks + ResNet.
-    # At 1e-3 only one impostor pair (a Damon/DiCaprio look-alike) may pass, so that
-    # figure is an estimate from a small sample; recalibrate on your own data
-    # (README, "Thresholds").
-    thresholds={1e-1: 0.8776, 1e-2: 0.9064, 1e-3: 0.9325},
+    views=SINGLE_VIEW,
+    thresholds=_points(
+        (
+            (1e-1, 0.8776, 1743, 148, 0.0),
+            (1e-2, 0.9064, 1743, 148, 0.0),
+            (1e-3, 0.9325, 1743, 148, 0.0135),
+        )
+    ),
     default_fmr=1e-3,
     calibration="1743 impostor / 148 genuine pairs, ../shared/faces, faceprint 0.1.0",
 )
+DLIB_PACK = DLIB_PACK_V1
 DEFAULT_PACK = DLIB_PACK
+#: Every pack faceprint knows, by id (a gallery's templates name theirs).
+PACKS: dict[str, Pack] = {p.id: p for p in (DLIB_PACK_V1,)}
+
+
+def pack(pack_id: str | None) -> Pack:
+    """The pack of an id (None: the default pack); ModelError for an unknown one."""
+    if pack_id is None:
+        return DEFAULT_PACK
+    found = PACKS.get(pack_id)
+    if found is None:
+        raise ModelError(
+            f"templates of model pack {pack_id!r} are not known to this faceprint "
+            f"(it knows {', '.join(sorted(PACKS))}); upgrade faceprint or re-enroll"
+        )
+    return found
 
 # Presentation-attack detection (faceprint.liveness): MiniFASNet of
 # minivision-ai/Silent-Face-Anti-Spoofing @ b6d5f04a, converted from its .pth weights to ONNX.
@@ -89,11 +128,13 @@ MINIFASNET_V2 = ModelFile(
     name="2.7_80x80_MiniFASNetV2.onnx",
     sha256="3c56fd0648f8100dab3d78f80918e9605aadd5a1e7ac0b1c1a5037b92988cce1",
     licence="Apache-2.0",
+    runner="minifasnet",
 )
 MINIFASNET_V1SE = ModelFile(
     name="4_0_0_80x80_MiniFASNetV1SE.onnx",
     sha256="94856577987ea54b594ca56ee22dbfaf54c71498d28a9d486d9cfabebd90f27a",
     licence="Apache-2.0",
+    runner="minifasnet",
 )
 # Facial expression (faceprint.attributes.expression): mini-Xception trained on FER2013,
 # oarriaga/face_classification, a Keras .hdf5 converted to ONNX on first use.
@@ -105,4 +146,5 @@ FER_MINI_XCEPTION = ModelFile(
         "https://github.com/oarriaga/face_classification/raw/master/trained_models/"
         "emotion_models/fer2013_mini_XCEPTION.102-0.66.hdf5"
     ),
+    runner="fer_mini_xception",
 )

@@ -52,13 +52,13 @@ def identify_encrypted(
     encrypted_probe: bool = False,
     threshold: float | None = None,
 ) -> Decision:
-    """The decision for the largest face of a photo, playing all three roles in turn."""
-    from faceprint import embed
-    from faceprint.detect import largest
+    """The decision for the subject face of a photo, playing all three roles in turn."""
+    from faceprint import embed_faces
 
     he = He()
     server = MatchingServer(enc, keys, he)
-    face = largest(embed(photo))
+    faces = embed_faces(photo)
+    face = faces[0] if faces else None
     if face is None or face.embedding is None:
         raise NoFaceError(f"{photo if isinstance(photo, str | Path) else 'image'}: no face found")
     if face.pack != server.gallery.pack:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
-from faceprint.detect import largest
+from faceprint.detect import subject
 from faceprint.errors import NoFaceError
 from faceprint.match.verify import compare, resolve_threshold
 from faceprint.models.packs import DEFAULT_PACK
@@ -70,7 +70,7 @@ def detect_faces(
 
 def _one_face(request: Request, upload: UploadFile) -> Face:
     image, _, label = read_upload(request, upload)
-    face = largest(find_faces(request, image))
+    face = subject(find_faces(request, image), image.shape)
     if face is None:
         raise NoFaceError(f"{label}: no face found")
     return embed(request, image, [face])[0]
@@ -80,7 +80,7 @@ def _one_face(request: Request, upload: UploadFile) -> Face:
 def verify(
     request: Request,
     key: Key,
-    a: Annotated[UploadFile, File(description="a photo (its largest face is used)")],
+    a: Annotated[UploadFile, File(description="a photo (its subject face is used)")],
     b: Annotated[UploadFile | None, File(description="a second photo")] = None,
     collection_name: Annotated[str | None, Form(alias="collection")] = None,
     person: Annotated[str | None, Form()] = None,
@@ -95,10 +95,11 @@ def verify(
         store.get(person)  # 404 before spending any work
     query(request, key)
     face_a = _one_face(request, a)
-    threshold, target = resolve_threshold(None, fmr)
+    chosen = resolve_threshold(None, fmr)
+    threshold, target = chosen.similarity, chosen.fmr
     if b is not None:
         result = compare(face_a, _one_face(request, b), threshold=threshold)
-        similarity, same = result.score, result.same
+        similarity, same = result.similarity, result.same
     else:
         assert store is not None and person is not None and face_a.embedding is not None
         templates = np.stack([t.embedding for t in store.templates(person)])
@@ -135,7 +136,7 @@ def identify(
     if fmr is None and value is not None:
         threshold = float(value)
     else:
-        threshold, _ = resolve_threshold(None, fmr)
+        threshold = resolve_threshold(None, fmr).similarity
     pack = store.pack
     if pack is not None and pack != (faces[0].pack or DEFAULT_PACK.id):
         raise HTTPException(409, f"collection {name!r} holds templates of pack {pack!r}")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from faceprint.detect import detect
-from faceprint.embed import embed_faces
+from faceprint.embed import embed as embed_faces
 from faceprint.gallery.gallery import Gallery
 from faceprint.io import save_image
 from faceprint.quality import fill
