@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+#: The live-service fixture (``service``, on each engine) for every service test module.
+pytest_plugins = ["tests.servicetools"]
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FACES = SHARED / "faces"
 FIXTURES = SHARED / "fixtures"

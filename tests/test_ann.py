@@ -10,15 +10,31 @@ import numpy as np
 import pytest
 
 from faceprint.errors import GalleryError
-from faceprint.gallery.sqlite import SqliteGallery
+from faceprint.gallery.sqlite import SqliteDatabase
+from faceprint.gallery.store import NewTemplate, Store
 from faceprint.match import index as index_mod
 from faceprint.match import search
-from faceprint.match.index import build_index, index_path
+from faceprint.match.ann import AnnIndex, manifest_path
+from faceprint.match.index import SearchIndex, build_index
 from faceprint.match.search import ExactIndex
 
-faiss = pytest.importorskip("faiss", reason="faiss-cpu is in the 'scale' extra")
 
-from faceprint.match.ann import AnnIndex, manifest_path  # noqa: E402
+def needs_faiss() -> Any:
+    """faiss, or skip: only the tests that need it (the fallback test runs without it)."""
+    return pytest.importorskip("faiss", reason="faiss-cpu is in the 'scale' extra")
+
+
+def open_store(path: Any) -> Store:
+    return SqliteDatabase(path, create=True).collection("default", create=True)
+
+
+def current_index(store: Store) -> SearchIndex:
+    """The index the store's last search used (its database caches one per collection)."""
+    return store.db._indexes[store.collection_id][1]
+
+
+def generation(store: Store) -> int:
+    return store._generation()
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +54,7 @@ def _top1(hits: list[list[Any]]) -> list[int]:
 
 
 def test_ann_top1_equals_exact_on_real_embeddings(real: np.ndarray) -> None:
+    needs_faiss()
     # The real faces are the people to find, hidden among 20k face-like distractors
     # (real templates pushed away from their person), spread over 64 inverted lists.
     rng = np.random.default_rng(0)
@@ -67,64 +84,96 @@ def test_exact_in_chunks_equals_one_pass(real: np.ndarray, monkeypatch: pytest.M
     )
 
 
-def _enroll_all(store: SqliteGallery, real: np.ndarray) -> None:
+def _enroll_all(store: Store, real: np.ndarray) -> None:
     for i in range(0, 40, 2):
-        store.add_templates(f"p{i // 2}", [real[i], real[i + 1]], pack="dlib")
+        store.add_templates(
+            f"p{i // 2}", [NewTemplate(real[i]), NewTemplate(real[i + 1])], pack="dlib"
+        )
 
 
-def _manifest(store: SqliteGallery) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(manifest_path(index_path(store.path)).read_text())
+def _manifest(store: Store) -> dict[str, Any]:
+    path = store.db.index_path(store.name)
+    data: dict[str, Any] = json.loads(manifest_path(path).read_text())
     return data
 
 
 def test_persisted_index_reloads_and_follows_enroll_and_forget(
     real: np.ndarray, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    needs_faiss()
     monkeypatch.setenv("FACEPRINT_INDEX", "ann")
     path = tmp_path / "g.db"
-    with SqliteGallery(path) as store:
-        _enroll_all(store, real)
-        assert [c[0].name for c in store.search(real[:40:2])] == [f"p{i}" for i in range(20)]
-        assert isinstance(store._current_index()[0], AnnIndex)
-        assert _manifest(store)["generation"] == store._generation()
-        assert len(_manifest(store)["ids"]) == 40
-    saved = index_path(path).stat().st_mtime_ns
-    with SqliteGallery(path) as store, SqliteGallery(path) as other:
-        index, _ = store._current_index()
-        assert isinstance(index, AnnIndex) and len(index) == 40
-        assert index_path(path).stat().st_mtime_ns == saved  # unchanged: loaded, not rewritten
-        # Another connection enrolls and forgets; this one's index follows.
-        other.add_templates("newcomer", [real[45]], pack="dlib")
-        assert store.search(real[45:46])[0][0].name == "newcomer"
-        other.remove("p3")
-        names = {c.name for c in store.search(real[6:8], k=30)[0]}
-        assert names == {f"p{i}" for i in range(20) if i != 3} | {"newcomer"}
-        index, _ = store._current_index()
-        assert isinstance(index, AnnIndex) and len(index) == 39
-        assert index._index.ntotal == 39
-        assert _manifest(store)["generation"] == store._generation()
-        ids = {t.id for t in store.templates()}
-        assert set(_manifest(store)["ids"]) == ids
+    store = open_store(path)
+    _enroll_all(store, real)
+    assert [c[0].name for c in store.search(real[:40:2])] == [f"p{i}" for i in range(20)]
+    assert isinstance(current_index(store), AnnIndex)
+    assert _manifest(store)["generation"] == generation(store)
+    assert len(_manifest(store)["ids"]) == 40
+    store.close()
+    faiss_file = store.db.index_path("default")
+    saved = faiss_file.stat().st_mtime_ns
+    store, other = open_store(path), open_store(path)
+    store.search(real[:1])
+    index = current_index(store)
+    assert isinstance(index, AnnIndex) and len(index) == 40
+    assert faiss_file.stat().st_mtime_ns == saved  # unchanged: loaded, not rewritten
+    # Another connection enrolls and forgets; this one's index follows.
+    other.add_templates("newcomer", [NewTemplate(real[45])], pack="dlib")
+    assert store.search(real[45:46])[0][0].name == "newcomer"
+    other.remove("p3")
+    names = {c.name for c in store.search(real[6:8], k=30)[0]}
+    assert names == {f"p{i}" for i in range(20) if i != 3} | {"newcomer"}
+    index = current_index(store)
+    assert isinstance(index, AnnIndex) and len(index) == 39
+    assert index._index.ntotal == 39
+    assert _manifest(store)["generation"] == generation(store)
+    assert set(_manifest(store)["ids"]) == {t.id for t in store.templates()}
+    store.close()
+    other.close()
     # A stale file (other generation, other ids) is brought in sync when opened again.
-    with SqliteGallery(path) as store:
-        store.add_templates("late", [real[50]], pack="dlib")
-    with SqliteGallery(path) as store:
-        assert store.search(real[50:51])[0][0].name == "late"
-        assert set(_manifest(store)["ids"]) == {t.id for t in store.templates()}
+    store = open_store(path)
+    store.add_templates("late", [NewTemplate(real[50])], pack="dlib")
+    store.close()
+    store = open_store(path)
+    assert store.search(real[50:51])[0][0].name == "late"
+    assert set(_manifest(store)["ids"]) == {t.id for t in store.templates()}
+    store.close()
+
+
+def test_read_only_gallery_loads_the_index_and_never_writes_it(
+    real: np.ndarray, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    needs_faiss()
+    monkeypatch.setenv("FACEPRINT_INDEX", "ann")
+    path = tmp_path / "g.db"
+    store = open_store(path)
+    _enroll_all(store, real)
+    store.search(real[:1])
+    store.close()
+    faiss_file = store.db.index_path("default")
+    before = faiss_file.read_bytes()
+    reader = SqliteDatabase(path, read_only=True).collection("default")
+    assert reader.search(real[10:11])[0][0].name == "p5"
+    reader.close()
+    assert faiss_file.read_bytes() == before
 
 
 def test_corrupt_index_file_is_rebuilt(
     real: np.ndarray, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    faiss = needs_faiss()
     monkeypatch.setenv("FACEPRINT_INDEX", "ann")
     path = tmp_path / "g.db"
-    with SqliteGallery(path) as store:
-        _enroll_all(store, real)
-        store.search(real[:1])
-    index_path(path).write_bytes(b"garbage")
-    with SqliteGallery(path) as store:
-        assert store.search(real[10:11])[0][0].name == "p5"
-    assert faiss.read_index(str(index_path(path))).ntotal == 40
+    store = open_store(path)
+    _enroll_all(store, real)
+    store.search(real[:1])
+    store.close()
+    faiss_file = store.db.index_path("default")
+    faiss_file.write_bytes(b"garbage")
+    store = open_store(path)
+    assert store.search(real[10:11])[0][0].name == "p5"
+    store.close()
+    assert faiss.read_index(str(faiss_file)).ntotal == 40
 
 
 def test_falls_back_to_exact_without_faiss(

@@ -126,15 +126,15 @@ def test_missing_liveness_models_are_a_model_error(tmp_path: Path) -> None:
 
 
 def test_require_live_enroll_and_verify(model_dir: Path, tmp_path: Path) -> None:
-    with faceprint.Gallery(tmp_path / "g.db", model_dir=model_dir) as gallery:
+    with faceprint.Gallery.open(tmp_path / "g.db", create=True, model_dir=model_dir) as gallery:
         gallery.enroll("alice", FACES / "img1.jpg")
         with pytest.raises(SpoofError):
             gallery.enroll(
                 "mallory", ANTISPOOF / "image_T1.jpg", ANTISPOOF / "image_F1.jpg", require_live=True
             )
-        assert [p.name for p in gallery.list()] == ["alice"]
+        assert [p.name for p in gallery.people()] == ["alice"]
         gallery.enroll("bob", ANTISPOOF / "image_T1.jpg", require_live=True)
-        assert sorted(p.name for p in gallery.list()) == ["alice", "bob"]
+        assert sorted(p.name for p in gallery.people()) == ["alice", "bob"]
     with pytest.raises(SpoofError):
         faceprint.verify(
             ANTISPOOF / "image_T1.jpg",

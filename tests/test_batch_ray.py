@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 
 from faceprint.cli.main import main
-from faceprint.gallery.sqlite import SqliteGallery
+from faceprint.gallery import open_store
 
 from .conftest import FACES
-
-ray = pytest.importorskip("ray", reason="Ray is in the 'scale' extra")
 
 IDENTITIES = Path(__file__).parent / "data" / "identities.csv"
 #: Photos per person in the tree (all 14 people; kept small for 2 cores).
@@ -24,6 +22,7 @@ PER_PERSON = 2
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
+    ray = pytest.importorskip("ray", reason="Ray is in the 'scale' extra")
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -53,13 +52,19 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]
 
 
 def _by_hash(path: Path) -> dict[str, tuple[str, np.ndarray]]:
-    with SqliteGallery(path, create=False) as store:
+    store = open_store(path, read_only=True)
+    try:
         return {t.image_sha256 or "": (t.name, t.embedding) for t in store.templates()}
+    finally:
+        store.close()
 
 
 def _counts(path: Path) -> dict[str, int]:
-    with SqliteGallery(path, create=False) as store:
+    store = open_store(path, read_only=True)
+    try:
         return {p.name: p.templates for p in store.people()}
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +124,36 @@ def test_ray_bad_batch_size(tree: tuple[Path, dict[str, int]], tmp_path: Path) -
     args = ["enroll", "--from-folders", str(root), "--gallery", str(gallery), "--ray"]
     assert main([*args, "--batch-size", "0"]) == 1
     assert not gallery.exists() or _counts(gallery) == {}
+
+
+def test_two_concurrent_runs_over_one_tree_store_each_photo_once(
+    tree: tuple[Path, dict[str, int]], tmp_path: Path
+) -> None:
+    """Two enroll --from-folders processes at once: the check and the insert are one
+    transaction, so every photo is stored once (it was 107 templates for 60 photos)."""
+    import subprocess
+    import sys
+
+    root, counts = tree
+    gallery = tmp_path / "g.db"
+    cmd = [sys.executable, "-m", "faceprint.cli.main", "enroll", "--from-folders", str(root),
+           "--gallery", str(gallery), "-q"]  # fmt: skip
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for run in runs:
+        run.communicate(timeout=600)
+        assert run.returncode == 2  # the broken photo
+    assert _counts(gallery) == counts
+    assert len(_by_hash(gallery)) == sum(counts.values())
+
+
+def test_enroll_without_ray_says_how_to_get_it(
+    tree: tuple[Path, dict[str, int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    root, _ = tree
+    args = ["enroll", "--from-folders", str(root), "--gallery", str(tmp_path / "g.db"), "--ray"]
+    assert main(args) == 1
+    assert "pip install 'faceprint[scale]'" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+from contextlib import closing
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from faceprint.cli.main import main
 from faceprint.eval import degrade
 from faceprint.eval.pairs import read_pairs
 from faceprint.eval.templates import TemplateCache, compute
-from faceprint.gallery.sqlite import SqliteGallery
+from faceprint.gallery import open_store
 from faceprint.io import load_image
 
 from .conftest import FACES
@@ -177,7 +178,8 @@ def test_html_report_is_self_contained_with_the_figures(pairs_out: Path) -> None
     res = results(pairs_out)
     page = _Report()
     page.feed((pairs_out / "report.html").read_text())
-    assert len(page.images) == 3  # ROC, DET, score histograms
+    dets = len(list(pairs_out.glob("det-*.png")))  # the slices' DET curves, one per group
+    assert dets and len(page.images) == 3 + dets  # ROC, DET, score histograms
     assert all(src.startswith("data:image/png;base64,") for src in page.images)
     for name in ("roc.png", "det.png", "scores.png"):
         assert (pairs_out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -369,14 +371,15 @@ def test_identify_figures_match_plain_loops(identify_out: Path, people_tree: Pat
     # the HTML has the CMC and histogram plots embedded
     page = _Report()
     page.feed((identify_out / "report.html").read_text())
-    assert len(page.images) == 2 and f"{100 * c['rank1']:.2f}%" in page.cells
+    dets = len(list(identify_out.glob("det-*.png")))  # the slices' DET curves
+    assert len(page.images) == 2 + dets and f"{100 * c['rank1']:.2f}%" in page.cells
 
 
 def test_identify_split_is_deterministic(people_tree: Path, identify_out: Path) -> None:
-    from faceprint.cli.main import _folder_people
     from faceprint.eval.identification import split
+    from faceprint.io.folders import people_folders
 
-    people = _folder_people(people_tree)
+    people, _ = people_folders(people_tree)
     a = split(people, nonmated_fraction=0.25, seed=3)
     assert a == split(people, nonmated_fraction=0.25, seed=3)
     assert a != split(people, nonmated_fraction=0.25, seed=4)
@@ -392,21 +395,22 @@ def test_calibrate_stores_threshold_that_identify_uses(
     fmr = 0.1
     expected = float(np.nextafter(non[math.floor(fmr * len(non))], np.inf))
     db = tmp_path / "g.db"
-    with faceprint.Gallery(db) as g:
+    with faceprint.Gallery.open(db, create=True) as g:
         for name, path in res["split"]["gallery"][:3]:
             g.enroll(name, people_tree / path)
-        before = g.threshold
+        before = g.threshold.similarity
     code, out, err = run(
         capsys, "calibrate", "--from", str(identify_out / "results.json"), "--fmr", str(fmr),
         "--gallery", str(db), "--store",
     )  # fmt: skip
     assert code == 0 and f"{expected:.4f}" in out
-    with faceprint.Gallery(db) as g:
-        assert g.threshold == expected != before
+    with faceprint.Gallery.open(db, read_only=True) as g:
+        assert g.threshold.similarity == expected != before
+        assert g.threshold.fmr == fmr and g.threshold.how == "gallery calibration"
         assert len(g) == 3  # nothing stored was lost
         name, path = res["split"]["mated"][0]
-        assert g.identify(people_tree / path)[0].threshold == expected
-    with SqliteGallery(db, create=False) as store:
+        assert g.identify(people_tree / path)[0].threshold.similarity == expected
+    with closing(open_store(db, read_only=True)) as store:
         assert float(store.setting("threshold_fmr") or 0) == fmr
         prov = json.loads(store.setting("threshold_source") or "{}")
         assert prov["protocol"] == "identify" and prov["impostors"] == len(non)

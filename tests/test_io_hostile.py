@@ -253,11 +253,6 @@ def test_one_batch_with_every_input(corpus_dir: Path, gallery: Path) -> None:
         assert ("error" in entry) == (not case.ok), (case.name, entry)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known issue: opening a SQLite gallery runs a write transaction that bumps "
-    "meta.generation, so even a read-only identify changes the file (gallery layer)",
-)
 def test_identify_leaves_the_gallery_file_byte_identical(gallery: Path) -> None:
     before = gallery.read_bytes()
     code, _, _ = identify([FACES / "img10.jpg"], gallery)

@@ -78,11 +78,11 @@ def test_gallery_enroll_identify_forget(
     tmp_path: Path, embedded: dict[str, faceprint.Face]
 ) -> None:
     path = tmp_path / "people.db"
-    with Gallery(path) as g:
+    with Gallery.open(path, create=True) as g:
         g.enroll("angelina", embedded["img1.jpg"], embedded["img2.jpg"])
         g.enroll("mark", embedded["img13.jpg"], embedded["img14.jpg"])
         g.enroll("jack", embedded["img16.jpg"])
-        assert [(p.name, p.templates) for p in g.list()] == [
+        assert [(p.name, p.templates) for p in g.people()] == [
             ("angelina", 2), ("jack", 1), ("mark", 2),
         ]  # fmt: skip
         for probe, want in [("img10.jpg", "angelina"), ("img15.jpg", "mark"),
@@ -90,27 +90,33 @@ def test_gallery_enroll_identify_forget(
             (result,) = g.identify_faces([embedded[probe]], top_k=3)
             assert result.name == want, (probe, result)
             assert len(result.candidates) == 3
-        assert g.remove("jack") == 1
+        assert g.forget("jack") == 1
         (result,) = g.identify_faces([embedded["img17.jpg"]])
         assert result.name is None
 
 
 def test_gallery_enroll_from_photo_files(tmp_path: Path) -> None:
-    with Gallery(tmp_path / "g.db") as g:
-        ids = g.enroll("mark", FACES / "img13.jpg", load_image(FACES / "img14.jpg"))
-        assert len(ids) == 2
+    with Gallery.open(tmp_path / "g.db", create=True) as g:
+        added = g.enroll("mark", FACES / "img13.jpg", load_image(FACES / "img14.jpg"))
+        assert len(added.ids) == 2
+        again = g.enroll("mark", FACES / "img13.jpg")  # the same file again: skipped
+        assert again.ids == [] and len(again.already) == 1
         results = g.identify(FACES / "img15.jpg")
         assert [r.name for r in results] == ["mark"]
         # one bad photo: nothing of the call is stored
         with pytest.raises(faceprint.ImageError):
             g.enroll("mark", FACES / "img15.jpg", FACES / "missing.jpg")
-        assert g.list()[0].templates == 2
+        assert g.people()[0].templates == 2
 
 
 def test_group_photo_is_not_enrolled(tmp_path: Path) -> None:
-    with Gallery(tmp_path / "g.db") as g, pytest.raises(GalleryError, match="faces of similar"):
+    path = tmp_path / "g.db"
+    with (
+        Gallery.open(path, create=True) as g,
+        pytest.raises(GalleryError, match="faces of similar"),
+    ):
         g.enroll("someone", FACES / "couple.jpg")
-    with Gallery(tmp_path / "g.db") as g:
+    with Gallery.open(tmp_path / "g.db", create=True) as g:
         assert len(g) == 0
 
 

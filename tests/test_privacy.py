@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ import tenseal.sealapi as seal
 import faceprint
 from faceprint.cli.main import main
 from faceprint.errors import GalleryError
+from faceprint.gallery import open_store
 from faceprint.gallery.crypto import ENV
-from faceprint.gallery.sqlite import SqliteGallery
+from faceprint.gallery.store import NewTemplate
 from faceprint.models.packs import DEFAULT_PACK
 from faceprint.privacy import (
     CaptureClient,
@@ -64,9 +66,9 @@ def setup(
     root = tmp_path_factory.mktemp("privacy")
     db, keys, enc = root / "g.db", root / "keys", root / "g.enc"
     probes = []
-    with SqliteGallery(db) as g:
+    with closing(open_store(db, create=True)) as g:
         for person, items in faces.items():
-            g.add_templates(person, [e for _, e in items[:-1]], pack=DEFAULT_PACK.id)
+            g.add_templates(person, [NewTemplate(e) for _, e in items[:-1]], pack=DEFAULT_PACK.id)
             probes.append(items[-1][1])
     create_keys(keys)
     encrypt_gallery(db, keys, enc)
@@ -74,9 +76,9 @@ def setup(
 
 
 def plaintext_person_scores(db: Path, people: list[str], probe: np.ndarray) -> np.ndarray:
-    with SqliteGallery(db, create=False) as g:
+    with closing(open_store(db, read_only=True)) as g:
         hits = g.search(probe[None, :], k=len(people))[0]
-    by_name = {h.name: h.score for h in hits}
+    by_name = {h.name: h.similarity for h in hits}
     return np.array([by_name[p] for p in people])
 
 
@@ -101,7 +103,7 @@ def test_encrypted_search_equals_plaintext(
             assert int(np.argmax(got)) == int(np.argmax(plain))
         decision = holder.decide(server.gallery, server.score(probe))
         top = server.gallery.people[int(np.argmax(plain))]
-        assert decision.score == round(float(plain.max()), 2)
+        assert decision.similarity == round(float(plain.max()), 2)
         assert decision.name == (top if plain.max() >= server.gallery.threshold else None)
 
 
@@ -210,12 +212,13 @@ def test_forget_sqlite_leaves_nothing_in_the_file(
 ) -> None:
     path = tmp_path / "g.db"
     people = list(faces)[:3]
-    with SqliteGallery(path) as g:
+    with closing(open_store(path, create=True)) as g:
         for p in people:
             g.add_templates(
-                p, [e for _, e in faces[p]], pack="dlib", image_sha256=["ab" * 32] * len(faces[p])
-            )
-        reader = SqliteGallery(path, create=False)
+                p, [NewTemplate(e, f"{p}-{i:02d}" * 4) for i, (_, e) in enumerate(faces[p])],
+                pack="dlib",
+            )  # fmt: skip
+        reader = open_store(path, read_only=True)
         assert reader.search(faces[people[0]][0][1][None, :])[0][0].name == people[0]
         reader.close()
         g.remove(people[0])
@@ -232,9 +235,9 @@ def test_templates_encrypted_at_rest(
     path = tmp_path / "g.db"
     monkeypatch.setenv(ENV, "11" * 32)
     people = list(faces)[:3]
-    with SqliteGallery(path) as g:
+    with closing(open_store(path, create=True)) as g:
         for p in people:
-            g.add_templates(p, [e for _, e in faces[p]], pack="dlib")
+            g.add_templates(p, [NewTemplate(e) for _, e in faces[p]], pack="dlib")
         probe = faces[people[1]][-1][1]
         assert g.search(probe[None, :])[0][0].name == people[1]
         stored = g.templates(people[0])[0].embedding
@@ -243,13 +246,13 @@ def test_templates_encrypted_at_rest(
     assert faces[people[0]][0][1].astype("<f4").tobytes()[:32] not in raw
     monkeypatch.delenv(ENV)
     with pytest.raises(GalleryError, match="templates are encrypted"):
-        SqliteGallery(path)
+        open_store(path)
     monkeypatch.setenv(ENV, "22" * 32)
     with pytest.raises(GalleryError, match="not the key"):
-        SqliteGallery(path)
+        open_store(path)
     monkeypatch.setenv(ENV, "not a key")
     with pytest.raises(GalleryError, match="256-bit"):
-        SqliteGallery(path)
+        open_store(path)
     monkeypatch.setenv(ENV, "11" * 32)
     db = sqlite3.connect(path)  # move a blob to another person's row
     rows = db.execute("SELECT id, person_id, embedding FROM templates ORDER BY id").fetchall()
@@ -257,9 +260,9 @@ def test_templates_encrypted_at_rest(
     db.execute("UPDATE templates SET embedding=? WHERE id=?", (other[2], rows[0][0]))
     db.commit()
     db.close()
-    with SqliteGallery(path) as g, pytest.raises(GalleryError, match="fails authentication"):
+    with closing(open_store(path)) as g, pytest.raises(GalleryError, match="fails authentication"):
         g.templates()
-    with SqliteGallery(path) as g:
+    with closing(open_store(path)) as g:
         assert len(g.people()) == 3  # the rest of the gallery is still there
 
 

@@ -62,7 +62,7 @@ def test_pose_from_landmarks() -> None:
 def test_enroll_refuses_low_quality_and_stores_quality(tmp_path: Path, photo: np.ndarray) -> None:
     blurred = tmp_path / "blurred.jpg"
     save_image(blurred, cv2.GaussianBlur(photo, (0, 0), 12))
-    with Gallery(tmp_path / "g.db") as g:
+    with Gallery.open(tmp_path / "g.db", create=True) as g:
         with pytest.raises(GalleryError, match="blurred"):
             g.enroll("mark", FACES / "img14.jpg", blurred)
         assert len(g) == 0  # all or nothing

@@ -33,7 +33,7 @@ def slideshow(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Slid
         video, [(p, FACES / f) for p, f in PROBES], frames_per_slide=FRAMES, size=(480, 360)
     )
     gallery = tmp / "g.db"
-    with Gallery(gallery) as g:
+    with Gallery.open(gallery, create=True) as g:
         for person, photo in ENROL.items():
             g.enroll(person, FACES / photo)
     return video, slides, gallery
@@ -43,7 +43,7 @@ def test_fusion_beats_single_frames_and_slides_stay_one_track(
     slideshow: tuple[Path, list[Slide], Path],
 ) -> None:
     video, slides, gallery = slideshow
-    with Gallery(gallery) as g:
+    with Gallery.open(gallery, create=True) as g:
         r = evaluate(video, slides, g)
     assert r.frames == len(PROBES) * FRAMES
     assert r.detected > 0.9

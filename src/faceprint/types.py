@@ -90,6 +90,14 @@ class Face:
     attributes: dict[str, Any] = field(default_factory=dict)
     detector: str | None = None
 
+    def scale_by(self, factor: float) -> None:
+        """Multiply box and landmarks by ``factor`` (to the pixels of a larger decode)."""
+        if factor == 1:
+            return
+        b = self.box
+        self.box = Box(b.left * factor, b.top * factor, b.right * factor, b.bottom * factor)
+        self.landmarks = (np.asarray(self.landmarks, np.float32) * factor).astype(np.float32)
+
     def to_dict(self, with_embedding: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "box": [round(v, 1) for v in self.box.as_list()],

@@ -27,6 +27,14 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
         help="an image without a detected face: count its comparisons as failures "
         "(default) or align a centre crop",
     )
+    p.add_argument(
+        "--groups",
+        type=Path,
+        metavar="FILE",
+        help="CSV file,attribute[,attribute...] labelling photos (relative to --root) with "
+        "groups: error rates per group at one threshold (pose, face size, quality and "
+        "detector slices are always reported)",
+    )
 
 
 def register(sub: Any, parents: Any) -> None:
@@ -73,7 +81,7 @@ def _detector(args: argparse.Namespace) -> str:
 
 
 def _finish(results: dict[str, Any], out: Path) -> int:
-    from faceprint.eval import report
+    from faceprint.eval import report, slice_report
 
     path = report.write(results, out)
     if results["protocol"] == "pairs":
@@ -85,6 +93,8 @@ def _finish(results: dict[str, Any], out: Path) -> int:
     print("\t".join(header))
     for row in rows:
         print("\t".join(html.unescape(c) for c in row))
+    for line in slice_report.text(results):
+        print(line)
     for c in results["conditions"]:
         for note in c["notes"]:
             print(f"note ({c['condition']}): {note}", file=sys.stderr)
@@ -98,6 +108,12 @@ def _finish(results: dict[str, Any], out: Path) -> int:
     return 0
 
 
+def _groups(args: argparse.Namespace) -> Any:
+    from faceprint.eval.groups import read_groups
+
+    return None if args.groups is None else read_groups(args.root, args.groups)
+
+
 def cmd_eval_pairs(args: argparse.Namespace) -> int:
     from faceprint.eval import degrade
     from faceprint.eval.pairs import read_pairs
@@ -107,6 +123,7 @@ def cmd_eval_pairs(args: argparse.Namespace) -> int:
         raise FaceprintError("--folds must be at least 2")
     degradations = degrade.parse(args.degrade)
     pairs = read_pairs(args.root, args.pairs, folds=args.folds, seed=args.seed)
+    groups = _groups(args)
     results = run_pairs(
         pairs,
         args.root,
@@ -118,17 +135,21 @@ def cmd_eval_pairs(args: argparse.Namespace) -> int:
         detector=_detector(args),
         model_dir=args.model_dir,
         quiet=args.quiet,
+        groups=groups,
     )
     return _finish(results, args.out)
 
 
 def cmd_eval_identify(args: argparse.Namespace) -> int:
-    from faceprint.cli.main import _folder_people
     from faceprint.eval import degrade
     from faceprint.eval.run import run_identify
+    from faceprint.io.folders import people_folders
 
     degradations = degrade.parse(args.degrade)
-    people = _folder_people(args.root)
+    people, problems = people_folders(args.root)
+    for path, reason in problems:
+        print(f"faceprint: skipped {path}: {reason}", file=sys.stderr)
+    groups = _groups(args)
     results = run_identify(
         people,
         args.root,
@@ -141,6 +162,7 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
         detector=_detector(args),
         model_dir=args.model_dir,
         quiet=args.quiet,
+        groups=groups,
     )
     return _finish(results, args.out)
 

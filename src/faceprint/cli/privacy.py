@@ -10,8 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from faceprint.errors import FaceprintError
-
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from faceprint.privacy import create_keys
@@ -45,32 +43,18 @@ def cmd_identify_encrypted(args: argparse.Namespace) -> int:
         threshold=threshold,
     )
     if args.json:
-        print(json.dumps({"photo": args.photo, "name": d.name, "similarity": d.score}))
+        print(json.dumps({"photo": args.photo, "name": d.name, "similarity": d.similarity}))
     else:
-        print(f"{args.photo}\t{d.name if d.name is not None else 'unknown'}\t{d.score:.2f}")
+        print(f"{args.photo}\t{d.name if d.name is not None else 'unknown'}\t{d.similarity:.2f}")
     return 0
 
 
 def register(sub: Any, parents: Any) -> None:
     help_dir = "directory for a homomorphic-encryption key set (secret key file mode 0600)"
-    existing = sub.choices.get("keys")
-    if existing is None:
-        keys = sub.add_parser("keys", help="homomorphic-encryption keys for encrypted search")
-        keys.add_argument("action", choices=["create"])
-        keys.add_argument("--dir", type=Path, required=True, help=help_dir)
-        keys.set_defaults(func=cmd_keys_create)
-    else:  # `faceprint keys` also manages the service's API keys: --dir selects ours
-        existing.add_argument("--dir", type=Path, default=None, help=help_dir)
-        other = existing.get_default("func")
-
-        def dispatch(args: argparse.Namespace) -> int:
-            if args.dir is not None:
-                if args.action != "create":
-                    raise FaceprintError("--dir goes with `faceprint keys create` only")
-                return cmd_keys_create(args)
-            return int(other(args))
-
-        existing.set_defaults(func=dispatch)
+    keys = sub.add_parser("keys", help="homomorphic-encryption keys for encrypted search")
+    keys.add_argument("action", choices=["create"])
+    keys.add_argument("--dir", type=Path, required=True, help=help_dir)
+    keys.set_defaults(func=cmd_keys_create)
 
     p = sub.add_parser(
         "encrypt-gallery", parents=[parents.common], help="encrypt a gallery's templates (CKKS)"

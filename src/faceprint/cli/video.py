@@ -34,7 +34,13 @@ def cmd_video(args: argparse.Namespace) -> int:
         gallery = None
         if args.gallery.exists():
             gallery = stack.enter_context(
-                Gallery(args.gallery, create=False, detector=args.detector)
+                Gallery.open(
+                    args.gallery,
+                    collection=args.collection,
+                    read_only=True,
+                    detector=args.detector,
+                    model_dir=args.model_dir,
+                )  # fmt: skip
             )
             if len(gallery) == 0:
                 print(f"faceprint: note: {args.gallery} is empty: tracking only", file=sys.stderr)

@@ -80,17 +80,24 @@ def calibrate(
     return Calibration(thr, fmr, len(imp), metrics.resolvable(len(imp), fmr), provenance)
 
 
-def store(gallery: Path, cal: Calibration) -> None:
-    """Save the threshold, its FMR and provenance in the gallery's settings."""
-    from faceprint.gallery.sqlite import SqliteGallery
+def store(gallery: Path, cal: Calibration, collection: str = "default") -> None:
+    """Save the threshold, its FMR and provenance in the gallery's settings (one write)."""
+    from faceprint.gallery import open_store
 
-    with SqliteGallery(gallery, create=False) as g:
+    g = open_store(gallery, collection=collection)
+    try:
         pack = g.pack
         if pack is not None and pack != cal.provenance["pack"]:
             raise GalleryError(
                 f"{gallery}: its templates are of pack {pack!r}, the evaluation used "
                 f"{cal.provenance['pack']!r}; the threshold would not apply"
             )
-        g.set_setting("threshold", repr(cal.threshold))
-        g.set_setting("threshold_fmr", repr(cal.fmr))
-        g.set_setting("threshold_source", json.dumps(cal.provenance))
+        g.set_settings(
+            {
+                "threshold": repr(cal.threshold),
+                "threshold_fmr": repr(cal.fmr),
+                "threshold_source": json.dumps(cal.provenance),
+            }
+        )
+    finally:
+        g.close()

@@ -196,6 +196,8 @@ def detection_rows(results: dict[str, Any]) -> list[list[str]]:
 
 def write(results: dict[str, Any], out: Path) -> Path:
     """Write results.json, the plots and report.html into ``out``; returns the HTML path."""
+    from faceprint.eval import slice_report
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False))
     if results["protocol"] == "pairs":
@@ -230,6 +232,9 @@ table {{ border-collapse: collapse; margin: 1em 0; }}
 th, td {{ border: 1px solid #bbb; padding: 0.3em 0.7em; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
 img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
+.dets figure {{ display: inline-block; margin: 0.3em; }} td small {{ color: #555; }}
+table.text td {{ text-align: left; }}
+table.matrix {{ display: inline-table; margin-right: 1.5em; vertical-align: top; }}
 </style></head><body>
 <h1>faceprint evaluation: {html.escape(results["protocol"])}</h1>
 <h2>Setup</h2>
@@ -243,6 +248,7 @@ img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
 <ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes) or "<li>none</li>"}</ul>
 <h2>Plots</h2>
 {"".join(_img(p) for p in plots)}
+{slice_report.section(results, out)}
 </body></html>
 """
     path = out / "report.html"

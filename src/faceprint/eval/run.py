@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from faceprint.eval import identification, verification
+from faceprint.eval import face_slices, identification, verification
 from faceprint.eval.degrade import Degradation
+from faceprint.eval.groups import Labels, coverage
 from faceprint.eval.pairs import Pair
-from faceprint.eval.templates import SUBJECT_RULE, TemplateCache, compute
+from faceprint.eval.templates import SUBJECT_RULE, TemplateCache, Templates, compute
 from faceprint.models.packs import DEFAULT_PACK
 
 CACHE_NAME = "templates.npz"
@@ -58,6 +59,14 @@ def _conditions(
     return conditions, computed
 
 
+def _probe_faces(probes: Templates, paths: Sequence[Path], root: Path) -> dict[str, Any]:
+    """The automatic slices' values of each probe photo (None: no face detected)."""
+    return {
+        verification.relative(p, root): face_slices.face_values(probes.faces.get(p))
+        for p in dict.fromkeys(paths)
+    }
+
+
 def run_pairs(
     pairs: Sequence[Pair],
     root: Path,
@@ -70,15 +79,25 @@ def run_pairs(
     detector: str,
     model_dir: str | Path | None = None,
     quiet: bool = False,
+    groups: Labels | None = None,
 ) -> dict[str, Any]:
-    """Verification on pairs; side b is the probe that degradations apply to."""
+    """Verification on pairs; side b is the probe that degradations apply to. Every
+    condition is sliced by the automatic attributes and by ``groups`` (if given)."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     b_side = [p.b for p in pairs]
+    images = list(dict.fromkeys([p.a for p in pairs] + b_side))
+
+    def evaluate(ref: Templates, probes: Templates) -> dict[str, Any]:
+        figures = verification.evaluate(pairs, ref, probes, root)
+        figures["slices"] = face_slices.pair_slices(pairs, probes, figures, groups)
+        figures["slices"]["probe_faces"] = _probe_faces(probes, b_side, root)
+        return figures
+
     conditions, computed = _conditions(
-        list(dict.fromkeys([p.a for p in pairs] + b_side)),
+        images,
         b_side,
-        lambda ref, probes: verification.evaluate(pairs, ref, probes, root),
+        evaluate,
         degradations,
         out,
         seed=seed,
@@ -94,6 +113,8 @@ def run_pairs(
         "templates computed (not cached)": computed,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+    if groups is not None:
+        results["groups"] = coverage(groups, images, root)
     results["conditions"] = conditions
     return results
 
@@ -111,8 +132,10 @@ def run_identify(
     detector: str,
     model_dir: str | Path | None = None,
     quiet: bool = False,
+    groups: Labels | None = None,
 ) -> dict[str, Any]:
-    """Identification on a folder-per-person tree; probes are what degradations apply to."""
+    """Identification on a folder-per-person tree; probes are what degradations apply to.
+    Every condition is sliced by the probe's automatic attributes and ``groups``."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     split = identification.split(
@@ -122,10 +145,18 @@ def run_identify(
         seed=seed,
     )
     probe_files = [p for _, p in split.mated + split.nonmated]
+    images = list(dict.fromkeys([p for _, p in split.gallery] + probe_files))
+
+    def evaluate(ref: Templates, probes: Templates) -> dict[str, Any]:
+        figures = identification.evaluate(split, ref, probes, root)
+        figures["slices"] = face_slices.search_slices(probe_files, probes, figures, groups)
+        figures["slices"]["probe_faces"] = _probe_faces(probes, probe_files, root)
+        return figures
+
     conditions, computed = _conditions(
-        [p for _, p in split.gallery] + probe_files,
+        images,
         probe_files,
-        lambda ref, probes: identification.evaluate(split, ref, probes, root),
+        evaluate,
         degradations,
         out,
         seed=seed,
@@ -149,5 +180,7 @@ def run_identify(
         "mated": [[n, verification.relative(p, root)] for n, p in split.mated],
         "nonmated": [[n, verification.relative(p, root)] for n, p in split.nonmated],
     }
+    if groups is not None:
+        results["groups"] = coverage(groups, images, root)
     results["conditions"] = conditions
     return results

@@ -1,6 +1,15 @@
-"""Galleries of known people: the SQLite store and the high-level ``Gallery``."""
+"""Galleries of known people: ``Gallery`` over a store of either engine."""
 
-from faceprint.gallery.gallery import Gallery, Identification
-from faceprint.gallery.sqlite import Candidate, Person, SqliteGallery
+from faceprint.gallery.gallery import Gallery, Identification, open_store
+from faceprint.gallery.store import Added, Candidate, Person, Store, Template
 
-__all__ = ["Candidate", "Gallery", "Identification", "Person", "SqliteGallery"]
+__all__ = [
+    "Added",
+    "Candidate",
+    "Gallery",
+    "Identification",
+    "Person",
+    "Store",
+    "Template",
+    "open_store",
+]

@@ -1,8 +1,19 @@
-"""``Gallery``: enroll people from photos and identify faces, on top of the SQLite store."""
+"""``Gallery``: enroll people from photos, identify and verify faces, over any store.
+
+A Gallery wraps a :class:`~faceprint.gallery.store.Store` (one collection of a SQLite file
+or a PostgreSQL database), as an HTTP client wraps its transport::
+
+    with Gallery.open("people.db", create=True) as g:          # embedded
+        g.enroll("alice", "alice1.jpg", "alice2.jpg")
+    g = Gallery.open("postgresql://db/faceprint", collection="team")   # a server
+
+Its model pack is the pack of the templates it holds (the default pack while empty):
+probes are embedded the same way, so templates made differently are never compared.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,19 +21,17 @@ from typing import Any
 import numpy as np
 
 from faceprint.errors import GalleryError, NoFaceError
-from faceprint.gallery.sqlite import Candidate, Person, SqliteGallery
-from faceprint.io import load_image
-from faceprint.match.verify import resolve_threshold
-from faceprint.models.packs import DEFAULT_PACK
-from faceprint.quality import fill as fill_quality
+from faceprint.gallery import enroll as enrollment
+from faceprint.gallery.database import DEFAULT_COLLECTION
+from faceprint.gallery.store import Added, Candidate, Person, Store
+from faceprint.match.threshold import Threshold
+from faceprint.match.verify import Verification, resolve_threshold
+from faceprint.models.packs import Pack, pack
 from faceprint.types import Face, Image
 
-Photo = str | Path | Image | Face
-
-#: A second face this large (relative to the largest) makes an enrollment photo ambiguous.
-AMBIGUOUS_SECOND_FACE = 0.5
-#: Faces below this quality (faceprint.quality, 0..1) are not enrolled by default.
-MIN_ENROLL_QUALITY = 0.4
+Photo = enrollment.Photo
+#: Embeds the faces of an image with a pack (the service injects its micro-batcher).
+Embedder = Callable[[Image, list[Face], Pack], list[Face]]
 
 
 @dataclass
@@ -31,97 +40,77 @@ class Identification:
 
     face: Face
     name: str | None
-    score: float
-    threshold: float
+    similarity: float
+    threshold: Threshold
     candidates: list[Candidate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.face.to_dict(),
             "name": self.name,
-            "similarity": round(self.score, 4),
-            "threshold": round(self.threshold, 4),
+            "similarity": round(self.similarity, 4),
+            **self.threshold.to_dict(),
             "candidates": [
-                {"name": c.name, "similarity": round(c.score, 4)} for c in self.candidates
+                {"name": c.name, "similarity": round(c.similarity, 4)} for c in self.candidates
             ],
         }
 
 
-def _photo_faces(
-    photo: Photo, *, detector: str | None, model_dir: str | Path | None, liveness: bool = False
-) -> tuple[list[Face], str | None, str]:
-    """Detect and embed the faces of a photo; also its content hash and a display name."""
-    from faceprint.detect import detect
-    from faceprint.embed import embed as embed_faces
+def open_store(
+    target: str | Path,
+    *,
+    collection: str = DEFAULT_COLLECTION,
+    create: bool = False,
+    read_only: bool = False,
+) -> Store:
+    """The store of a gallery file path or a ``postgresql://`` URL (one collection)."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        from faceprint.gallery.postgres import PostgresDatabase
 
-    if isinstance(photo, Face):
-        if photo.embedding is None:
-            raise GalleryError("a Face given for enrollment must already be embedded")
-        return [photo], None, "face"
-    if isinstance(photo, np.ndarray):
-        image = photo
-        digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
-        label = "image"
+        db: Any = PostgresDatabase(text)
     else:
-        path = Path(photo)
-        image = load_image(path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        label = str(path)
-    faces = detect(image, detector=detector, model_dir=model_dir)
-    fill_quality(image, faces)
-    if liveness:
-        from faceprint.liveness import annotate
+        from faceprint.gallery.sqlite import SqliteDatabase
 
-        annotate(image, faces, model_dir=model_dir)
-    return embed_faces(image, faces, model_dir=model_dir), digest, label
-
-
-def enrollment_face(faces: list[Face], label: str) -> Face:
-    """The one face an enrollment photo is about: the largest, unless it is ambiguous."""
-    if not faces:
-        raise NoFaceError(f"{label}: no face found")
-    faces = sorted(faces, key=lambda f: f.box.width * f.box.height, reverse=True)
-    if len(faces) > 1:
-        first = faces[0].box.width * faces[0].box.height
-        second = faces[1].box.width * faces[1].box.height
-        if second > AMBIGUOUS_SECOND_FACE * first:
-            raise GalleryError(
-                f"{label}: {len(faces)} faces of similar size; use a photo with one face "
-                f"(or crop it) so the wrong person is not enrolled"
-            )
-    return faces[0]
-
-
-def check_quality(face: Face, label: str, min_quality: float) -> None:
-    """Refuse a face whose quality (faceprint.quality) is below ``min_quality``."""
-    if face.quality is None or face.quality >= min_quality:
-        return
-    reasons = face.attributes.get("quality", {}).get("reasons") or ["low quality"]
-    raise GalleryError(
-        f"{label}: face quality {face.quality:.2f} is below {min_quality:.2f} "
-        f"({', '.join(reasons)}); enroll a sharper, larger, more frontal photo"
-    )
+        db = SqliteDatabase(target, create=create, read_only=read_only)
+    try:
+        store: Store = db.collection(collection, create=create and not read_only)
+        return store
+    except BaseException:
+        db.close()
+        raise
 
 
 class Gallery:
-    """Known people and their face templates, in one SQLite file.
-
-    >>> g = Gallery("people.db")
-    >>> g.enroll("alice", "alice1.jpg", "alice2.jpg")
-    >>> [r.name for r in g.identify("group.jpg")]
-    """
+    """Known people and their face templates, over an injected store."""
 
     def __init__(
         self,
-        path: str | Path,
+        store: Store,
         *,
-        create: bool = True,
         detector: str | None = None,
         model_dir: str | Path | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
-        self.store = SqliteGallery(path, create=create)
+        self.store = store
         self.detector = detector
         self.model_dir = model_dir
+        self.embedder = embedder
+
+    @classmethod
+    def open(
+        cls,
+        target: str | Path,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        create: bool = False,
+        read_only: bool = False,
+        detector: str | None = None,
+        model_dir: str | Path | None = None,
+    ) -> Gallery:
+        """A gallery file (SQLite; ``create`` makes it) or a PostgreSQL URL."""
+        store = open_store(target, collection=collection, create=create, read_only=read_only)
+        return cls(store, detector=detector, model_dir=model_dir)
 
     def close(self) -> None:
         self.store.close()
@@ -132,62 +121,96 @@ class Gallery:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- what decisions use ----------------------------------------------------------------
     @property
-    def threshold(self) -> float:
-        """The gallery's identification threshold: its calibrated setting, else the pack's."""
-        value = self.store.setting("threshold")
-        return float(value) if value is not None else DEFAULT_PACK.threshold().similarity
+    def pack(self) -> Pack:
+        """The model pack of the stored templates (the default one while empty)."""
+        return pack(self.store.pack)
 
+    @property
+    def threshold(self) -> Threshold:
+        """The gallery's identification threshold: its calibration
+        (``faceprint calibrate --store``), else the pack's default."""
+        return self.resolve(None, None)
+
+    def resolve(self, threshold: float | None, fmr: float | None) -> Threshold:
+        """The threshold a decision uses: explicit, else the gallery's calibration when it
+        is for the asked FMR (or none was asked), else the pack's for the FMR."""
+        if threshold is None:
+            value, at = self.store.setting("threshold"), self.store.setting("threshold_fmr")
+            if value is not None:
+                try:
+                    similarity, calibrated = float(value), float(at) if at else None
+                except ValueError:
+                    raise GalleryError(
+                        f"{self.store.where}: its stored threshold is damaged"
+                    ) from None
+                if not -1.0 <= similarity <= 1.0:
+                    raise GalleryError(f"{self.store.where}: its stored threshold is damaged")
+                if fmr is None or (calibrated is not None and abs(fmr - calibrated) <= 1e-12):
+                    return Threshold(similarity, calibrated, "gallery calibration")
+        return resolve_threshold(threshold, fmr, self.pack)
+
+    def rules(self, **kw: Any) -> enrollment.Rules:
+        return enrollment.Rules(detector=self.detector, model_dir=self.model_dir, **kw)
+
+    # -- enrollment ------------------------------------------------------------------------
     def enroll(
         self,
         name: str,
         *photos: Photo,
         metadata: dict[str, Any] | None = None,
         require_live: bool = False,
-        min_quality: float = MIN_ENROLL_QUALITY,
-    ) -> list[int]:
-        """Add one template per photo (the photo's one clear face). All or nothing.
-
-        With ``require_live`` a face judged a photo/screen raises SpoofError (nothing added).
-        A face of quality below ``min_quality`` (faceprint.quality) raises GalleryError
-        naming the reasons; a Face given without a quality is taken as it is.
-        """
-        if not photos:
-            raise GalleryError("enroll needs at least one photo")
-        faces: list[Face] = []
-        digests: list[str | None] = []
-        for photo in photos:
-            found, digest, label = _photo_faces(
-                photo, detector=self.detector, model_dir=self.model_dir, liveness=require_live
-            )
-            faces.append(enrollment_face(found, label))
-            check_quality(faces[-1], label, min_quality)
-            if require_live:
-                from faceprint.liveness import ensure_live
-
-                ensure_live(faces[-1], label)
-            digests.append(digest)
-        return self.store.add_templates(
-            name,
-            [f.embedding for f in faces if f.embedding is not None],
-            pack=faces[0].pack or DEFAULT_PACK.id,
-            image_sha256=digests,
-            quality=[f.quality for f in faces],
-            metadata=metadata,
+        min_quality: float = enrollment.MIN_QUALITY,
+        labels: list[str] | None = None,
+    ) -> Added:
+        """Add one template per photo (its subject face), all or nothing; photos already
+        enrolled for this person are skipped (``Added.already``). ``labels`` name the photos
+        in messages (default: their paths)."""
+        rules = self.rules(min_quality=min_quality, require_live=require_live)
+        return enrollment.enroll(
+            self.store, name, photos, self.pack, rules, metadata=metadata, labels=labels
         )
+
+    def enroll_jobs(
+        self,
+        jobs: Iterable[tuple[str, Path]],
+        *,
+        require_live: bool = False,
+        min_quality: float = enrollment.MIN_QUALITY,
+        batch_size: int = enrollment.BATCH_SIZE,
+        progress: Callable[[int], None] | None = None,
+    ) -> enrollment.BatchReport:
+        """Enroll many (person, photo file) jobs, each photo on its own (folders)."""
+        rules = self.rules(min_quality=min_quality, require_live=require_live)
+        return enrollment.enroll_jobs(
+            self.store, jobs, self.pack, rules, batch_size=batch_size, progress=progress
+        )
+
+    # -- recognition -----------------------------------------------------------------------
+    def faces(self, image: Image) -> list[Face]:
+        """Every face of an image, embedded with this gallery's pack, subject first."""
+        from faceprint.detect import detect
+        from faceprint.embed import embed
+
+        faces = detect(image, detector=self.detector, model_dir=self.model_dir)
+        if self.embedder is not None:
+            return self.embedder(image, faces, self.pack)
+        return embed(image, faces, pack=self.pack, model_dir=self.model_dir)
 
     def identify(
         self,
-        photo: Photo,
+        photo: str | Path | Image,
         *,
         top_k: int = 1,
         threshold: float | None = None,
         fmr: float | None = None,
     ) -> list[Identification]:
-        """Identify every face in a photo: best match per face, or None when below threshold."""
-        faces, _, _ = _photo_faces(photo, detector=self.detector, model_dir=self.model_dir)
-        if not faces:
-            return []
+        """Identify every face in a photo: best match, or None below the threshold."""
+        from faceprint.io import load_image
+
+        image = photo if isinstance(photo, np.ndarray) else load_image(photo)
+        faces = self.faces(image)
         return self.identify_faces(faces, top_k=top_k, threshold=threshold, fmr=fmr)
 
     def identify_faces(
@@ -198,30 +221,67 @@ class Gallery:
         threshold: float | None = None,
         fmr: float | None = None,
     ) -> list[Identification]:
-        if threshold is None and fmr is None:
-            thr = self.threshold
-        else:
-            thr = resolve_threshold(threshold, fmr).similarity
-        pack = self.store.pack
-        for f in faces:
-            if pack is not None and f.pack != pack:
-                raise GalleryError(
-                    f"face template of pack {f.pack!r} cannot be searched in a gallery of {pack!r}"
-                )
-        probes = np.stack([f.embedding for f in faces if f.embedding is not None])
-        results: list[Identification] = []
-        hits: list[list[Candidate]] = self.store.search(probes, k=max(1, top_k))
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise GalleryError(f"top_k must be a whole number of at least 1 (got {top_k!r})")
+        thr = self.resolve(threshold, fmr)
+        if not faces:
+            return []
+        probes = np.stack([_template(f, self.pack) for f in faces])
+        hits = self.store.search(probes, k=top_k)
+        results = []
         for face, cands in zip(faces, hits, strict=True):
             best = cands[0]
-            name = best.name if best.score >= thr else None
-            results.append(Identification(face, name, best.score, thr, cands[:top_k]))
+            name = best.name if best.similarity >= thr.similarity else None
+            results.append(Identification(face, name, best.similarity, thr, cands[:top_k]))
         return results
 
-    def remove(self, name: str) -> int:
-        return self.store.remove(name)
+    def verify(
+        self,
+        photo: str | Path | Image | Face,
+        name: str,
+        *,
+        threshold: float | None = None,
+        fmr: float | None = None,
+    ) -> Verification:
+        """Is the subject face of ``photo`` the person ``name``? (Their best template, the
+        same rule identification uses.)"""
+        from faceprint.detect.subject import subject
+        from faceprint.io import load_image
 
-    def list(self) -> list[Person]:
+        self.store.get(name)  # NotFoundError before any work
+        if isinstance(photo, Face):
+            face: Face | None = photo
+        else:
+            image = photo if isinstance(photo, np.ndarray) else load_image(photo)
+            face = subject(self.faces(image), image.shape)
+        if face is None:
+            raise NoFaceError(f"{enrollment.label_of(photo)}: no face found")
+        probe = _template(face, self.pack)
+        templates = np.stack([t.embedding for t in self.store.templates(name)])
+        similarity = float(np.max(templates @ probe))
+        thr = self.resolve(threshold, fmr)
+        return Verification(similarity >= thr.similarity, similarity, thr)
+
+    # -- people ----------------------------------------------------------------------------
+    def people(self) -> list[Person]:
         return self.store.people()
+
+    def get(self, name: str) -> Person:
+        return self.store.get(name)
+
+    def forget(self, name: str) -> int:
+        """Erase a person and all their templates; returns how many templates went."""
+        return self.store.remove(name)
 
     def __len__(self) -> int:
         return len(self.store)
+
+
+def _template(face: Face, of: Pack) -> np.ndarray:
+    if face.embedding is None:
+        raise GalleryError("a face must be embedded before it can be searched")
+    if face.pack != of.id:
+        raise GalleryError(
+            f"a template of pack {face.pack!r} cannot be searched in a gallery of {of.id!r}"
+        )
+    return np.asarray(face.embedding, dtype=np.float32)

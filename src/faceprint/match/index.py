@@ -25,7 +25,8 @@ from faceprint.match.search import F32, I64, ExactIndex, Hit
 #: templates exact search stays near 10 ms per probe, so it is not worth it.
 ANN_MIN_TEMPLATES = 200_000
 
-KINDS = ("auto", "exact", "ann")
+#: ``pgvector`` (PostgreSQL only) searches in the database; in-process it acts as ``auto``.
+KINDS = ("auto", "exact", "ann", "pgvector")
 
 _warned: set[str] = set()
 
@@ -76,6 +77,8 @@ def build_index(
     kind = kind or index_kind()
     if kind not in KINDS:
         raise GalleryError(f"unknown index {kind!r}; choose {', '.join(KINDS)}")
+    if kind == "pgvector":
+        kind = "auto"
     n = len(embeddings)
     if kind == "exact" or n == 0 or (kind == "auto" and n < ANN_MIN_TEMPLATES):
         return ExactIndex(embeddings, people)

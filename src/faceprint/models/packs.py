@@ -120,6 +120,7 @@ def pack(pack_id: str | None) -> Pack:
         )
     return found
 
+
 # Presentation-attack detection (faceprint.liveness): MiniFASNet of
 # minivision-ai/Silent-Face-Anti-Spoofing @ b6d5f04a, converted from its .pth weights to ONNX.
 # There is no official download of these ONNX files: the user names a directory that holds

@@ -10,6 +10,7 @@ The roles are also separate objects: ``KeyHolder``, ``MatchingServer``, ``Captur
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,11 @@ def encrypt_gallery(gallery: str | Path, keys: str | Path, out: str | Path) -> E
     """Encrypt every template of a SQLite gallery into the encrypted gallery ``out``."""
     from faceprint.gallery.gallery import Gallery
 
-    with Gallery(gallery, create=False) as g:
+    with Gallery.open(gallery, read_only=True) as g:
         templates = g.store.templates()
         if not templates:
             raise GalleryError(f"{gallery}: the gallery is empty; enroll someone first")
-        threshold = g.threshold
+        threshold = g.threshold.similarity
     return KeyHolder(keys).encrypt_gallery(
         out,
         np.stack([t.embedding for t in templates]),
@@ -75,6 +76,11 @@ def forget_encrypted(enc: str | Path, keys: str | Path, name: str) -> int:
     return KeyHolder(keys).forget(enc, name)
 
 
+def plan_forget_encrypted(enc: str | Path, keys: str | Path, name: str) -> Callable[[], int]:
+    """Check erasing a person from an encrypted gallery; the returned call erases."""
+    return KeyHolder(keys).plan_forget(enc, name)
+
+
 __all__ = [
     "CaptureClient",
     "Decision",
@@ -85,5 +91,6 @@ __all__ = [
     "create_keys",
     "encrypt_gallery",
     "forget_encrypted",
+    "plan_forget_encrypted",
     "identify_encrypted",
 ]

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class Decision:
     """All the key holder releases for a probe: a name (None = unknown) and a rounded score."""
 
     name: str | None
-    score: float
+    similarity: float
 
 
 def _ct_name(block: int, col: int) -> str:
@@ -105,7 +106,7 @@ def _write(
     """Write a gallery into a fresh directory, then swap it in (old one stays until then)."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir(parents=True, mode=0o700)
     checksums: dict[str, str] = {}
     for b in range(meta["blocks"]):
         for j in range(meta["dim"]):
@@ -114,8 +115,12 @@ def _write(
                 blocks[b][j].save(str(f))
             elif keep_from is not None:
                 shutil.copyfile(keep_from / f.name, f)
+            os.chmod(f, 0o600)
             checksums[f.name] = _sha(f)
-    (tmp / MANIFEST).write_text(json.dumps({**meta, "checksums": checksums}))
+    manifest = tmp / MANIFEST  # it holds the names: private, like the ciphertexts
+    fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps({**meta, "checksums": checksums}))
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
@@ -157,8 +162,13 @@ class KeyHolder:
     ) -> EncryptedGallery:
         """Encrypt templates (rows, one name and id each) into the directory ``out``."""
         emb = np.asarray(embeddings, dtype=np.float64)
-        if emb.ndim != 2 or len(emb) == 0 or len(emb) != len(names) != len(template_ids):
-            raise GalleryError("nothing to encrypt: need (N, D) templates with a name each")
+        if emb.ndim != 2 or len(emb) == 0:
+            raise GalleryError("nothing to encrypt: need (N, D) templates")
+        if not len(emb) == len(names) == len(template_ids):
+            raise GalleryError(
+                f"{len(emb)} templates, {len(names)} names and {len(template_ids)} template ids: "
+                f"need one name and one id per template"
+            )
         people = sorted(set(names))
         index = {n: i for i, n in enumerate(people)}
         n_blocks = -(-len(emb) // SLOTS)
@@ -218,6 +228,12 @@ class KeyHolder:
 
     def forget(self, path: str | Path, name: str) -> int:
         """Erase a person: zero their slots, re-encrypt those blocks afresh, drop their name."""
+        return self.plan_forget(path, name)()
+
+    def plan_forget(self, path: str | Path, name: str) -> Callable[[], int]:
+        """Check and prepare erasing a person (every read, decryption and re-encryption);
+        the returned call writes it. Nothing is written until then, so several stores can
+        be checked first and then erased together."""
         gallery = EncryptedGallery(path)
         gallery.check_key(self.keys.key_id)
         if name not in gallery.people:
@@ -253,8 +269,12 @@ class KeyHolder:
             "slot_template": slot_template.tolist(),
             "blocks": gallery.blocks,
         }
-        _write(gallery.path, meta, fresh, keep_from=gallery.path)
-        return len(slots)
+
+        def apply() -> int:
+            _write(gallery.path, meta, fresh, keep_from=gallery.path)
+            return len(slots)
+
+        return apply
 
 
 class MatchingServer:

@@ -11,11 +11,10 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -79,18 +78,6 @@ class He:
             ) from exc
         return obj
 
-    def to_bytes(self, obj: Any) -> bytes:
-        with tempfile.TemporaryDirectory(prefix="faceprint-he-") as tmp:
-            path = Path(tmp) / "obj"
-            obj.save(str(path))
-            return path.read_bytes()
-
-    def from_bytes(self, kind: Callable[[], T], data: bytes) -> T:
-        with tempfile.TemporaryDirectory(prefix="faceprint-he-") as tmp:
-            path = Path(tmp) / "obj"
-            path.write_bytes(data)
-            return self.load(kind, path)
-
 
 @dataclass
 class PublicKeys:
@@ -106,27 +93,33 @@ def _key_id(public_file: Path) -> str:
 
 
 def create_keys(directory: str | Path, he: He | None = None) -> str:
-    """Write a new key set into ``directory``; the secret key file gets mode 0600."""
+    """Write a new key set into ``directory``; every key file gets mode 0600."""
     he = he or He()
     out = Path(directory)
     if (out / SECRET_FILE).exists():
         raise KeyFileError(f"{out}: already holds a key set; refusing to overwrite it")
-    out.mkdir(parents=True, exist_ok=True)
-    keygen = seal.KeyGenerator(he.context)
-    secret_path = out / SECRET_FILE
-    fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    os.chmod(secret_path, 0o600)  # whatever the umask
-    keygen.secret_key().save(str(secret_path))
-    public = seal.PublicKey()
-    keygen.create_public_key(public)
-    public.save(str(out / PUBLIC_FILE))
-    relin = seal.RelinKeys()
-    keygen.create_relin_keys(relin)
-    relin.save(str(out / RELIN_FILE))
-    key_id = _key_id(out / PUBLIC_FILE)
-    meta = {"scheme": "ckks", "poly_degree": POLY_DEGREE, "coeff_bits": list(COEFF_BITS)}
-    (out / META_FILE).write_text(json.dumps({**meta, "key_id": key_id}, indent=2))
+    try:
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keygen = seal.KeyGenerator(he.context)
+        public = seal.PublicKey()
+        keygen.create_public_key(public)
+        relin = seal.RelinKeys()
+        keygen.create_relin_keys(relin)
+        for name, obj in (
+            (SECRET_FILE, keygen.secret_key()), (PUBLIC_FILE, public), (RELIN_FILE, relin),
+        ):  # fmt: skip
+            path = out / name
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            os.chmod(path, 0o600)  # whatever the umask
+            obj.save(str(path))
+        key_id = _key_id(out / PUBLIC_FILE)
+        meta = {"scheme": "ckks", "poly_degree": POLY_DEGREE, "coeff_bits": list(COEFF_BITS)}
+        meta_path = out / META_FILE
+        fd = os.open(meta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps({**meta, "key_id": key_id}, indent=2))
+    except OSError as exc:
+        raise KeyFileError(f"{out}: cannot write the key set ({exc.strerror or exc})") from None
     return key_id
 
 

@@ -1,27 +1,42 @@
 """API keys: hashed tokens scoped to roles and collections, rate limits and daily budgets.
 
-A token is 32 random bytes (URL-safe base64, prefixed ``fp_``); only its sha256 is stored
-and lookups compare digests in constant time. Roles:
+A token is 32 random bytes (URL-safe base64, prefixed ``fp_``); only its sha256 is stored.
+Roles:
 
-* ``admin``: everything, including creating and deleting collections, and raw scores;
+* ``admin``: everything on its collections (``*``: all, and creating collections), raw
+  scores;
 * ``enroll``: add, list and delete people and their face templates;
 * ``recognise``: detect, verify and identify.
+
+Every request looks its key up (an indexed read), so a revoked key stops at once. Failed
+authentications are throttled per client address, so a flood of unknown tokens costs
+neither database lookups nor audit rows beyond the allowance.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
+import json
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from faceprint.errors import AuthError, FaceprintError
-from faceprint.gallery.postgres import PostgresDatabase
+from faceprint.gallery.database import Database
 
 ROLES = ("admin", "enroll", "recognise")
 ALL = "*"
+#: Largest numbers a key may be given (they are stored in 32-bit columns).
+MAX_RATE = 10_000.0
+MAX_COUNT = 2_000_000_000
+#: Failed authentications allowed per client address: burst, then per second.
+FAILED_BURST = 20
+FAILED_RATE = 1.0
+#: Most token buckets kept (least recently used dropped first).
+MAX_BUCKETS = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,11 +67,19 @@ class ApiKey:
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def check_limits(rate: float, burst: int, daily_quota: int) -> None:
+    if not (isinstance(rate, float | int) and 0 < rate <= MAX_RATE):  # also refuses NaN
+        raise FaceprintError(f"--rate must be a number of requests per second in (0, {MAX_RATE:g}]")
+    for label, value in (("--burst", burst), ("--daily-quota", daily_quota)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+            raise FaceprintError(f"{label} must be a whole number from 1 to {MAX_COUNT}")
 
 
 def create_key(
-    db: PostgresDatabase,
+    db: Database,
     name: str,
     roles: list[str],
     collections: list[str],
@@ -66,20 +89,25 @@ def create_key(
     daily_quota: int = 10_000,
 ) -> tuple[str, ApiKey]:
     """Create a key; returns the token (shown once, never stored) and the key record."""
+    from faceprint.gallery.database import check_collection
+
     bad = [r for r in roles if r not in ROLES]
     if not roles or bad:
         raise FaceprintError(f"roles must be some of {', '.join(ROLES)} (got {roles})")
     if not collections:
         raise FaceprintError("a key needs --collections: names, or '*' for all")
-    if rate <= 0 or burst < 1 or daily_quota < 1:
-        raise FaceprintError("rate, burst and daily quota must be positive")
+    collections = [c if c == ALL else check_collection(c) for c in collections]
+    check_limits(rate, burst, daily_quota)
+    if not name or len(name) > 100 or not name.isprintable():
+        raise FaceprintError("a key's --name must be 1 to 100 printable characters")
     token = "fp_" + secrets.token_urlsafe(32)
-    with db.transaction() as conn:
-        row = conn.execute(
+    with db.transaction() as tx:
+        row = tx.one(
             "INSERT INTO api_keys(name, token_hash, prefix, roles, collections, rate, burst, "
-            "daily_quota) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (name, _digest(token), token[:7], roles, collections, rate, burst, daily_quota),
-        ).fetchone()
+            "daily_quota, created) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (name, _digest(token), token[:7], json.dumps(roles), json.dumps(collections),
+             float(rate), burst, daily_quota, time.time()),
+        )  # fmt: skip
     assert row is not None
     key = ApiKey(
         int(row[0]), name, token[:7], tuple(roles), tuple(collections), rate, burst, daily_quota
@@ -87,23 +115,30 @@ def create_key(
     return token, key
 
 
-def list_keys(db: PostgresDatabase) -> list[ApiKey]:
-    with db.pool.connection() as conn:
-        rows = conn.execute(
-            "SELECT id, name, prefix, roles, collections, rate, burst, daily_quota, "
-            "revoked IS NOT NULL FROM api_keys ORDER BY id"
-        ).fetchall()
-    return [
-        ApiKey(r[0], r[1], r[2], tuple(r[3]), tuple(r[4]), r[5], r[6], r[7], r[8]) for r in rows
-    ]
+def _key(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        int(row[0]), str(row[1]), str(row[2]), tuple(json.loads(str(row[3]))),
+        tuple(json.loads(str(row[4]))), float(row[5]), int(row[6]), int(row[7]),
+        row[8] is not None,
+    )  # fmt: skip
 
 
-def revoke_key(db: PostgresDatabase, key_id: int) -> None:
-    with db.transaction() as conn:
-        cur = conn.execute(
-            "UPDATE api_keys SET revoked = now() WHERE id = %s AND revoked IS NULL", (key_id,)
+_COLUMNS = "id, name, prefix, roles, collections, rate, burst, daily_quota, revoked"
+
+
+def list_keys(db: Database) -> list[ApiKey]:
+    with db.reading() as tx:
+        rows = tx.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY id")
+    return [_key(r) for r in rows]
+
+
+def revoke_key(db: Database, key_id: int) -> None:
+    with db.transaction() as tx:
+        tx.execute(
+            "UPDATE api_keys SET revoked = %s WHERE id = %s AND revoked IS NULL",
+            (time.time(), key_id),
         )
-        if cur.rowcount == 0:
+        if tx.rowcount == 0:
             raise FaceprintError(f"no active API key with id {key_id}")
 
 
@@ -115,64 +150,63 @@ class _Bucket:
 
 @dataclass
 class KeyRing:
-    """Authenticates tokens (with a short cache) and applies per-key rate limits."""
+    """Authenticates tokens and applies per-key and per-address limits (per process)."""
 
-    db: PostgresDatabase
-    cache_seconds: float = 5.0
-    _cache: dict[bytes, tuple[float, ApiKey | None]] = field(default_factory=dict)
-    _buckets: dict[int, _Bucket] = field(default_factory=dict)
+    db: Database
+    _buckets: OrderedDict[object, _Bucket] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def authenticate(self, token: str | None) -> ApiKey:
+    def authenticate(self, token: str | None, client: str = "") -> ApiKey:
+        self._take(("failed", client), FAILED_BURST, FAILED_RATE, peek=True)
         if not token:
+            self._take(("failed", client), FAILED_BURST, FAILED_RATE)
             raise AuthError("an API key is required (header 'Authorization: Bearer <key>')", 401)
-        digest = _digest(token)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and now - hit[0] < self.cache_seconds:
-            key = hit[1]
-        else:
-            key = self._lookup(digest)
-            with self._lock:
-                self._cache[digest] = (now, key)
+        key = None
+        if len(token) <= 200 and token.isascii() and token.isprintable():
+            with self.db.reading() as tx:
+                row = tx.one(
+                    f"SELECT {_COLUMNS} FROM api_keys WHERE token_hash = %s AND revoked IS NULL",
+                    (_digest(token),),
+                )
+            key = _key(row) if row is not None else None
         if key is None:
+            self._take(("failed", client), FAILED_BURST, FAILED_RATE)
             raise AuthError("unknown or revoked API key", 401)
         return key
 
-    def _lookup(self, digest: bytes) -> ApiKey | None:
-        with self.db.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT id, name, prefix, roles, collections, rate, burst, daily_quota, "
-                "token_hash FROM api_keys WHERE token_hash = %s AND revoked IS NULL",
-                (digest,),
-            ).fetchone()
-        if row is None or not hmac.compare_digest(bytes(row[8]), digest):
-            return None
-        return ApiKey(row[0], row[1], row[2], tuple(row[3]), tuple(row[4]), row[5], row[6], row[7])
+    def _take(self, bucket_key: object, burst: float, rate: float, peek: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.pop(bucket_key, None) or _Bucket(float(burst), now)
+            self._buckets[bucket_key] = bucket
+            while len(self._buckets) > MAX_BUCKETS:
+                self._buckets.popitem(last=False)
+            bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
+            bucket.stamp = now
+            if bucket.tokens < 1.0:
+                wait = (1.0 - bucket.tokens) / rate
+                what = "failed authentications from this address" if peek else "requests"
+                raise AuthError(f"too many {what}; slow down", 429, retry_after=wait)
+            if not peek:
+                bucket.tokens -= 1.0
 
     def throttle(self, key: ApiKey) -> None:
         """Token bucket per key (per process): 429 with Retry-After when empty."""
-        now = time.monotonic()
-        with self._lock:
-            bucket = self._buckets.setdefault(key.id, _Bucket(float(key.burst), now))
-            bucket.tokens = min(key.burst, bucket.tokens + (now - bucket.stamp) * key.rate)
-            bucket.stamp = now
-            if bucket.tokens < 1.0:
-                wait = (1.0 - bucket.tokens) / key.rate
-                raise AuthError("rate limit exceeded for this API key", 429, retry_after=wait)
-            bucket.tokens -= 1.0
+        try:
+            self._take(("key", key.id), key.burst, key.rate)
+        except AuthError as exc:
+            raise AuthError("rate limit exceeded for this API key", 429, exc.retry_after) from None
 
     def spend_query(self, key: ApiKey) -> None:
         """Count one recognition query against the key's daily budget (all processes)."""
-        with self.db.transaction() as conn:
-            row = conn.execute(
-                "INSERT INTO key_usage(key_id, day, queries) "
-                "VALUES (%s, (now() AT TIME ZONE 'utc')::date, 1) "
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        with self.db.transaction() as tx:
+            row = tx.one(
+                "INSERT INTO key_usage(key_id, day, queries) VALUES (%s, %s, 1) "
                 "ON CONFLICT (key_id, day) DO UPDATE SET queries = key_usage.queries + 1 "
                 "WHERE key_usage.queries < %s RETURNING queries",
-                (key.id, key.daily_quota),
-            ).fetchone()
+                (key.id, day, key.daily_quota),
+            )
         if row is None:
             midnight = 86400 - (time.time() % 86400)
             raise AuthError(

@@ -14,9 +14,10 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from faceprint.embed import embed_many
+from faceprint.models.packs import Pack
 from faceprint.types import Face, Image
 
-_Item = tuple[Image, list[Face], "Future[list[Face]]"]
+_Item = tuple[Image, list[Face], Pack | None, "Future[list[Face]]"]
 
 
 class MicroBatcher:
@@ -36,12 +37,14 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._run, name="faceprint-batcher", daemon=True)
         self._thread.start()
 
-    def embed(self, image: Image, faces: list[Face], timeout: float = 60.0) -> list[Face]:
+    def embed(
+        self, image: Image, faces: list[Face], *, pack: Pack | None = None, timeout: float = 60.0
+    ) -> list[Face]:
         """Embed the faces of one image (blocks until its batch has run)."""
         if not faces:
             return faces
         fut: Future[list[Face]] = Future()
-        self._queue.put((image, faces, fut))
+        self._queue.put((image, faces, pack, fut))
         return fut.result(timeout=timeout)
 
     def close(self) -> None:
@@ -70,15 +73,23 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 n += len(item[1])
-            try:
-                out = embed_many(
-                    [(img, faces) for img, faces, _ in batch], model_dir=self.model_dir
-                )
-            except BaseException as exc:  # hand the failure to every waiting request
-                for _, _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            self.batches += 1
-            self.items += len(batch)
-            for (_, _, fut), faces in zip(batch, out, strict=True):
-                fut.set_result(faces)
+            by_pack: dict[str | None, list[_Item]] = {}
+            for item in batch:
+                by_pack.setdefault(item[2].id if item[2] else None, []).append(item)
+            for items in by_pack.values():
+                self._run_batch(items)
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        try:
+            out = embed_many(
+                [(img, faces) for img, faces, _, _ in batch], pack=batch[0][2],
+                model_dir=self.model_dir,
+            )  # fmt: skip
+        except BaseException as exc:  # hand the failure to every waiting request
+            for *_, fut in batch:
+                fut.set_exception(exc)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for (*_, fut), faces in zip(batch, out, strict=True):
+            fut.set_result(faces)

@@ -1,21 +1,31 @@
-"""``faceprint serve`` and ``faceprint api-keys``: the service's command-line front end."""
+"""``faceprint serve`` and ``faceprint api-keys``: the service's command-line front end.
+
+Without a database URL the service runs on the embedded gallery file (``--gallery``; one
+process, keys in the same file), so trying it takes one command; with ``--database`` /
+``$FACEPRINT_DATABASE`` it runs on PostgreSQL, the production store.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
-from faceprint.errors import FaceprintError
+from faceprint.cli.args import UsageError, positive_int
 
 
-def _database(args: argparse.Namespace) -> Any:
-    from faceprint.gallery.postgres import PostgresDatabase
+def open_database(args: argparse.Namespace, *, create: bool) -> Any:
+    from faceprint.service.tables import COMPONENTS
 
     url = args.database or os.environ.get("FACEPRINT_DATABASE")
-    if not url:
-        raise FaceprintError("give --database URL (or set FACEPRINT_DATABASE)")
-    return PostgresDatabase(url)
+    if url:
+        from faceprint.gallery.postgres import PostgresDatabase
+
+        return PostgresDatabase(url, components=COMPONENTS)
+    from faceprint.gallery.sqlite import SqliteDatabase
+
+    return SqliteDatabase(args.gallery, create=create, components=COMPONENTS)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -23,22 +33,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from faceprint.service.app import create_app
 
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port} is not a TCP port (1-65535)")
+    db = open_database(args, create=True)
+    if db.kind == "sqlite":
+        from faceprint.gallery.database import DEFAULT_COLLECTION
+
+        db.collection(DEFAULT_COLLECTION, create=True)
+        print(f"faceprint: serving the gallery file {db.where}", file=sys.stderr)
     app = create_app(
-        _database(args),
-        max_upload=args.max_upload,
-        detector=args.detector,
-        model_dir=args.model_dir,
+        db, max_upload=args.max_upload, detector=args.detector, model_dir=args.model_dir
     )
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=30
-    )
+    try:
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=30
+        )
+    finally:
+        db.close()
     return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from faceprint.service.auth import create_key, list_keys, revoke_key
 
-    db = _database(args)
+    db = open_database(args, create=args.action == "create")
     try:
         if args.action == "create":
             token, key = create_key(
@@ -54,7 +72,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(
                 f"created key {key.id} ({key.name}): roles {','.join(key.roles)}, collections "
                 f"{','.join(key.collections)}; the token above is shown only once",
-                file=__import__("sys").stderr,
+                file=sys.stderr,
             )
         elif args.action == "list":
             for k in list_keys(db):
@@ -66,7 +84,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 )
         else:
             if args.id is None:
-                raise FaceprintError("usage: faceprint api-keys revoke ID")
+                raise UsageError("usage: faceprint api-keys revoke ID")
             revoke_key(db, args.id)
             print(f"revoked key {args.id}")
     finally:
@@ -74,35 +92,50 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 10_000:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text} must be in (0, 10000] requests per second")
+    return value
+
+
 def register(sub: Any, parents: Any) -> None:
+
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument(
-        "--database",
-        metavar="URL",
-        default=None,
-        help="PostgreSQL URL, e.g. postgresql://user@localhost/faceprint "
-        "(default: $FACEPRINT_DATABASE)",
-    )
-    p = sub.add_parser("serve", parents=[db], help="run the HTTP service (PostgreSQL gallery)")
+        "--database", metavar="URL", default=None,
+        help="PostgreSQL URL, e.g. postgresql://user@localhost/faceprint (default: "
+        "$FACEPRINT_DATABASE; without one, the gallery file of --gallery)",
+    )  # fmt: skip
+    p = sub.add_parser(
+        "serve", parents=[parents.common, db],
+        help="run the HTTP service (on the gallery file, or PostgreSQL with --database)",
+    )  # fmt: skip
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
-        "--max-upload", type=int, default=10 * 1024 * 1024, help="bytes per uploaded image"
+        "--max-upload", type=positive_int, default=10 * 1024 * 1024, help="bytes per image"
     )
-    p.add_argument("--detector", choices=["mmod", "yunet"], default=None)
-    p.add_argument("--model-dir", default=None)
-    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
-        "api-keys", parents=[db], help="create, list or revoke the HTTP service's API keys"
-    )
+        "api-keys", parents=[parents.common, db],
+        help="create, list or revoke the HTTP service's API keys",
+    )  # fmt: skip
     p.add_argument("action", choices=["create", "list", "revoke"])
-    p.add_argument("id", nargs="?", type=int, help="key id (revoke)")
+    p.add_argument("id", nargs="?", type=positive_int, help="key id (revoke)")
     p.add_argument("--name", default="key", help="a label for the key")
     p.add_argument("--role", default="recognise", help="admin, enroll, recognise (comma list)")
     p.add_argument("--collections", default="", help="collection names (comma list) or '*'")
-    p.add_argument("--rate", type=float, default=20.0, help="requests per second")
-    p.add_argument("--burst", type=int, default=40, help="requests allowed at once")
-    p.add_argument("--daily-quota", type=int, default=10_000, help="recognition queries per day")
+    p.add_argument("--rate", type=_rate, default=20.0, help="requests per second")
+    p.add_argument("--burst", type=positive_int, default=40, help="requests allowed at once")
+    p.add_argument(
+        "--daily-quota", type=positive_int, default=10_000, help="recognition queries per day"
+    )
     p.set_defaults(func=cmd_keys)

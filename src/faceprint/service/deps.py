@@ -1,17 +1,18 @@
-"""What the routes share: the service state, the API-key dependency, uploads and faces."""
+"""What the routes share: the service state, the API-key dependency, uploads, and the
+Gallery of a collection (the core does the work; routes only translate HTTP)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import HTTPException, Request, UploadFile
 
-from faceprint.detect import detect
-from faceprint.errors import ImageError
-from faceprint.gallery.postgres import PostgresDatabase, PostgresGallery
-from faceprint.io import load_image
+from faceprint.errors import FaceprintError, GalleryError
+from faceprint.gallery import Gallery
+from faceprint.gallery.database import Database, check_collection
+from faceprint.gallery.store import check_name
+from faceprint.models.packs import Pack
 from faceprint.service.auth import ApiKey, KeyRing
 from faceprint.service.batching import MicroBatcher
 from faceprint.types import Face, Image
@@ -22,7 +23,7 @@ DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
 
 @dataclass
 class ServiceState:
-    db: PostgresDatabase
+    db: Database
     keys: KeyRing
     batcher: MicroBatcher
     max_upload: int = DEFAULT_MAX_UPLOAD
@@ -42,20 +43,45 @@ def _token(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
 def api_key(request: Request) -> ApiKey:
     """FastAPI dependency: the caller's key (401 without one), after its rate limit."""
     keys = state(request).keys
-    key = keys.authenticate(_token(request))
+    key = keys.authenticate(_token(request), client_address(request))
     request.state.key_id = key.id
     keys.throttle(key)
     return key
 
 
-def collection(request: Request, key: ApiKey, name: str, role: str) -> PostgresGallery:
-    """The named collection, once the key may use it for ``role`` (403), if it exists (404)."""
+def valid(check: object, value: str) -> str:
+    """A name from the URL or a form, checked (422 with the reason)."""
+    try:
+        return check(value)  # type: ignore[operator]
+    except GalleryError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+def gallery(request: Request, key: ApiKey, name: str, role: str) -> Gallery:
+    """The named collection's Gallery, once the key may use it for ``role`` (403), if it
+    exists (404)."""
+    name = valid(check_collection, name)
     request.state.collection = name
     key.require(role, name)
-    return state(request).db.collection(name)
+    st = state(request)
+
+    def embedder(image: Image, faces: list[Face], pack: Pack) -> list[Face]:
+        return st.batcher.embed(image, faces, pack=pack)
+
+    return Gallery(
+        st.db.collection(name), detector=st.detector, model_dir=st.model_dir, embedder=embedder
+    )
+
+
+def person_name(value: str) -> str:
+    return valid(check_name, value)
 
 
 def query(request: Request, key: ApiKey) -> None:
@@ -63,31 +89,26 @@ def query(request: Request, key: ApiKey) -> None:
     state(request).keys.spend_query(key)
 
 
-def read_upload(request: Request, upload: UploadFile) -> tuple[Image, str, str]:
-    """Decode an uploaded image: (RGB array, sha256 of the bytes, display name)."""
+def read_upload(request: Request, upload: UploadFile) -> tuple[bytes, str]:
+    """An uploaded file's bytes (413 over the limit) and a display name."""
     limit = state(request).max_upload
     data = upload.file.read(limit + 1)
-    label = upload.filename or "upload"
+    label = (upload.filename or "upload")[:200]
+    if not label.isprintable():
+        label = "upload"
     if len(data) > limit:
         raise HTTPException(413, f"{label}: upload is larger than the {limit} byte limit")
-    try:
-        image = load_image(data)
-    except ImageError as exc:
-        raise HTTPException(415, f"{label}: {str(exc).removeprefix('uploaded image: ')}") from exc
-    return image, hashlib.sha256(data).hexdigest(), label
-
-
-def find_faces(request: Request, image: Image) -> list[Face]:
-    """Detect faces (largest first) without embedding them."""
-    st = state(request)
-    return detect(image, detector=st.detector, model_dir=st.model_dir)
-
-
-def embed(request: Request, image: Image, faces: list[Face]) -> list[Face]:
-    """Embed faces through the shared micro-batcher."""
-    return state(request).batcher.embed(image, faces)
+    if not data:
+        raise HTTPException(415, f"{label}: the upload is empty")
+    return data, label
 
 
 def score(key: ApiKey, value: float) -> float:
     """Scores as a key may see them: 4 decimals for admins, 2 for everyone else."""
     return round(float(value), 4 if key.admin else 2)
+
+
+def labelled(exc: FaceprintError, label: str) -> FaceprintError:
+    """The same error class, its message naming the upload instead of 'uploaded image'."""
+    exc.args = (str(exc).replace("uploaded image", label, 1),)
+    return exc

@@ -1,36 +1,58 @@
-"""detect, verify and identify: the recognition queries (each spends the daily budget)."""
+"""detect, verify and identify: the recognition queries (each spends the daily budget).
+The decisions are the core's (Gallery.identify_faces, Gallery.verify, verify)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
-from faceprint.detect import subject
-from faceprint.errors import NoFaceError
-from faceprint.match.verify import compare, resolve_threshold
-from faceprint.models.packs import DEFAULT_PACK
+from faceprint.detect import detect
+from faceprint.detect.subject import subject
+from faceprint.errors import ImageError, NoFaceError
+from faceprint.gallery import Gallery
+from faceprint.io import load_image
+from faceprint.match.verify import compare
 from faceprint.service.auth import ApiKey
 from faceprint.service.deps import (
     api_key,
-    collection,
-    embed,
-    find_faces,
+    gallery,
+    labelled,
+    person_name,
     query,
     read_upload,
     score,
-)
-from faceprint.types import Face
+    state,
+)  # fmt: skip
+from faceprint.types import Face, Image
 
 router = APIRouter(tags=["recognition"])
 Key = Annotated[ApiKey, Depends(api_key)]
 #: Most candidates per face any key may ask for.
 MAX_TOP_K = 10
+#: What ``attributes`` may ask for on /detect.
+ATTRIBUTES = ("expression", "liveness")
 
 
 def _box(face: Face) -> list[float]:
     return [round(v, 1) for v in face.box.as_list()]
+
+
+def _image(request: Request, upload: UploadFile) -> tuple[Image, str]:
+    data, label = read_upload(request, upload)
+    try:
+        return load_image(data), label
+    except ImageError as exc:
+        raise labelled(exc, label) from None
+
+
+def _faces(request: Request, g: Gallery | None, image: Image) -> list[Face]:
+    """Every face of the image, embedded (micro-batched) with the gallery's pack."""
+    st = state(request)
+    if g is not None:
+        return g.faces(image)
+    faces = detect(image, detector=st.detector, model_dir=st.model_dir)
+    return st.batcher.embed(image, faces)
 
 
 @router.post("/detect")
@@ -39,19 +61,24 @@ def detect_faces(
     key: Key,
     file: Annotated[UploadFile, File()],
     attributes: Annotated[
-        str, Form(description="comma-separated: expression, liveness (none by default)")
+        str, Form(max_length=100, description="comma-separated: expression, liveness")
     ] = "",
 ) -> dict[str, Any]:
-    """Every face in a photo: box, detector score, landmarks, and attributes when asked."""
+    """Every face in a photo: box, detector probability, landmarks, attributes when asked."""
     key.require("recognise")
-    query(request, key)
     wanted = [a.strip() for a in attributes.split(",") if a.strip()]
-    image, _, _ = read_upload(request, file)
-    faces = find_faces(request, image)
+    for a in wanted:
+        if a not in ATTRIBUTES:
+            choose = ", ".join(ATTRIBUTES)
+            raise HTTPException(422, f"unknown attribute {a[:40]!r}; choose {choose}")
+    query(request, key)
+    image, _ = _image(request, file)
+    st = state(request)
+    faces = detect(image, detector=st.detector, model_dir=st.model_dir)
     if wanted and faces:
         from faceprint.attributes import annotate
 
-        annotate(image, faces, wanted, model_dir=request.app.state.faceprint.model_dir)
+        annotate(image, faces, wanted, model_dir=st.model_dir)
     request.state.result_size = len(faces)
     return {
         "width": int(image.shape[1]),
@@ -68,12 +95,12 @@ def detect_faces(
     }
 
 
-def _one_face(request: Request, upload: UploadFile) -> Face:
-    image, _, label = read_upload(request, upload)
-    face = subject(find_faces(request, image), image.shape)
+def _subject(request: Request, g: Gallery | None, upload: UploadFile) -> Face:
+    image, label = _image(request, upload)
+    face = subject(_faces(request, g, image), image.shape)
     if face is None:
         raise NoFaceError(f"{label}: no face found")
-    return embed(request, image, [face])[0]
+    return face
 
 
 @router.post("/verify")
@@ -82,37 +109,36 @@ def verify(
     key: Key,
     a: Annotated[UploadFile, File(description="a photo (its subject face is used)")],
     b: Annotated[UploadFile | None, File(description="a second photo")] = None,
-    collection_name: Annotated[str | None, Form(alias="collection")] = None,
-    person: Annotated[str | None, Form()] = None,
-    fmr: Annotated[float | None, Form()] = None,
+    collection_name: Annotated[str | None, Form(alias="collection", max_length=200)] = None,
+    person: Annotated[str | None, Form(max_length=400)] = None,
+    fmr: Annotated[float | None, Form(gt=0, lt=1)] = None,
 ) -> dict[str, Any]:
     """Same person? Photo ``a`` against photo ``b``, or against ``person`` in ``collection``."""
     key.require("recognise")
     if (b is None) == (person is None) or (person is not None and not collection_name):
         raise HTTPException(422, "give either photo 'b', or 'collection' and 'person'")
-    store = collection(request, key, collection_name, "recognise") if collection_name else None
-    if store is not None and person is not None:
-        store.get(person)  # 404 before spending any work
-    query(request, key)
-    face_a = _one_face(request, a)
-    chosen = resolve_threshold(None, fmr)
-    threshold, target = chosen.similarity, chosen.fmr
-    if b is not None:
-        result = compare(face_a, _one_face(request, b), threshold=threshold)
-        similarity, same = result.similarity, result.same
+    if collection_name is not None and person is not None:
+        g = gallery(request, key, collection_name, "recognise")
+        name = person_name(person)
+        g.get(name)  # 404 before spending any work
+        query(request, key)
+        face_a = _subject(request, g, a)
+        result = g.verify(face_a, name, fmr=fmr)
     else:
-        assert store is not None and person is not None and face_a.embedding is not None
-        templates = np.stack([t.embedding for t in store.templates(person)])
-        similarity = float(np.max(templates @ face_a.embedding))
-        same = similarity >= threshold
+        assert b is not None
+        query(request, key)
+        face_a = _subject(request, None, a)
+        result = compare(face_a, _subject(request, None, b), fmr=fmr)
     request.state.result_size = 1
-    return {
-        "same": bool(same),
-        "similarity": score(key, similarity),
-        "threshold": score(key, threshold),
-        "target_fmr": target,
+    out: dict[str, Any] = {
+        "same": bool(result.same),
+        "similarity": score(key, result.similarity),
+        "threshold": score(key, result.threshold.similarity),
+        "fmr": result.threshold.fmr,
+        "threshold_rule": result.threshold.how,
         "box_a": _box(face_a),
     }
+    return out
 
 
 @router.post("/collections/{name}/identify")
@@ -122,43 +148,32 @@ def identify(
     name: str,
     file: Annotated[UploadFile, File()],
     top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 1,
-    fmr: Annotated[float | None, Form()] = None,
+    fmr: Annotated[float | None, Form(gt=0, lt=1)] = None,
 ) -> dict[str, Any]:
     """Who is in this photo? Every face: best match (or null below threshold) and top-k."""
-    store = collection(request, key, name, "recognise")
+    g = gallery(request, key, name, "recognise")
     query(request, key)
-    image, _, _ = read_upload(request, file)
-    faces = find_faces(request, image)
+    image, label = _image(request, file)
+    faces = _faces(request, g, image)
     if not faces:
-        raise NoFaceError(f"{file.filename or 'upload'}: no face found")
-    faces = embed(request, image, faces)
-    value = store.setting("threshold")
-    if fmr is None and value is not None:
-        threshold = float(value)
-    else:
-        threshold = resolve_threshold(None, fmr).similarity
-    pack = store.pack
-    if pack is not None and pack != (faces[0].pack or DEFAULT_PACK.id):
-        raise HTTPException(409, f"collection {name!r} holds templates of pack {pack!r}")
-    probes = np.stack([f.embedding for f in faces if f.embedding is not None])
-    hits = store.search(probes, k=top_k)
-    out = []
-    for face, cands in zip(faces, hits, strict=True):
-        best = cands[0]
-        out.append(
-            {
-                "box": _box(face),
-                "name": best.name if best.score >= threshold else None,
-                "similarity": score(key, best.score),
-                "candidates": [
-                    {"name": c.name, "similarity": score(key, c.score)} for c in cands[:top_k]
-                ],
-            }
-        )
-    request.state.result_size = len(out)
+        raise NoFaceError(f"{label}: no face found")
+    results = g.identify_faces(faces, top_k=top_k, fmr=fmr)
+    request.state.result_size = len(results)
+    threshold = results[0].threshold
     return {
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
-        "threshold": score(key, threshold),
-        "faces": out,
+        "threshold": score(key, threshold.similarity),
+        "fmr": threshold.fmr,
+        "faces": [
+            {
+                "box": _box(r.face),
+                "name": r.name,
+                "similarity": score(key, r.similarity),
+                "candidates": [
+                    {"name": c.name, "similarity": score(key, c.similarity)} for c in r.candidates
+                ],
+            }
+            for r in results
+        ],
     }

@@ -73,7 +73,8 @@ class VideoRecognizer:
     def process(self, frame: int, image: Image) -> list[Track]:
         """Detect, embed and track the faces of one frame; returns the live tracks."""
         faces = detect(image, detector=self.detector, model_dir=self.model_dir)
-        embed_faces(image, faces, model_dir=self.model_dir)
+        pack = self.gallery.pack if self.gallery is not None else None
+        embed_faces(image, faces, pack=pack, model_dir=self.model_dir)
         fill(image, faces)
         self.frames += 1
         self.faces += len(faces)
@@ -112,19 +113,22 @@ class VideoRecognizer:
         if self.gallery is None or not tracks or len(self.gallery) == 0:
             return
         probes: list[Face] = []
-        for t in tracks:
+        ready: list[Track] = []
+        for t in tracks:  # a track without a fused template yet waits; the others go on
             fused = t.fused()
             assert t.face is not None
             if fused is not None:
                 probes.append(Face(t.face.box, t.face.score, t.face.landmarks, fused, t.face.pack))
-        if len(probes) != len(tracks):
+                ready.append(t)
+        if not probes:
             return
+        tracks = ready
         results = self.gallery.identify_faces(probes, threshold=self.threshold, fmr=self.fmr)
         for track, result in zip(tracks, results, strict=True):
             changed = "name" not in track.attributes or track.attributes["name"] != result.name
             track.attributes["name"] = result.name
-            track.attributes["confidence"] = result.score
-            track.attributes["threshold"] = result.threshold
+            track.attributes["confidence"] = result.similarity
+            track.attributes["threshold"] = result.threshold.similarity
             if changed:
                 self.on_event(
                     {
@@ -133,8 +137,8 @@ class VideoRecognizer:
                         "frame": frame,
                         "time": self._time(frame),
                         "name": result.name,
-                        "confidence": round(result.score, 4),
-                        "threshold": round(result.threshold, 4),
+                        "confidence": round(result.similarity, 4),
+                        "threshold": round(result.threshold.similarity, 4),
                         "frames": [track.first_frame, track.last_frame],
                         "faces": track.fused_faces,
                     }
