@@ -71,9 +71,7 @@ def lfw_pairs(photos: list[Photo], impostors: int = 120_000, seed: int = 0) -> l
     by_person: dict[str, list[Photo]] = {}
     for p in photos:
         by_person.setdefault(p.person, []).append(p)
-    genuine = [
-        (a, b, True) for ps in by_person.values() for a, b in itertools.combinations(ps, 2)
-    ]
+    genuine = [(a, b, True) for ps in by_person.values() for a, b in itertools.combinations(ps, 2)]
     rng = np.random.default_rng(seed)
     n = len(photos)
     chosen: set[tuple[int, int]] = set()

@@ -140,8 +140,8 @@ def test_two_concurrent_runs_over_one_tree_store_each_photo_once(
            "--gallery", str(gallery), "-q"]  # fmt: skip
     runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     for run in runs:
-        run.communicate(timeout=600)
-        assert run.returncode == 2  # the broken photo
+        _, err = run.communicate(timeout=600)
+        assert run.returncode == 2, err.decode()  # 2: the broken photo
     assert _counts(gallery) == counts
     assert len(_by_hash(gallery)) == sum(counts.values())
 

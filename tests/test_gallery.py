@@ -167,6 +167,7 @@ def test_exact_index_single_person_and_dim_check() -> None:
     emb = np.eye(4, dtype=np.float32)
     idx = ExactIndex(emb, np.array([7, 7, 7, 7]))
     hits = idx.search(emb[2], k=5)
-    assert len(hits[0]) == 1 and hits[0][0].person == 7 and hits[0][0].score == pytest.approx(1)
+    # the person score: mean of the best template (1) and the mean template (1/2)
+    assert len(hits[0]) == 1 and hits[0][0].person == 7 and hits[0][0].score == pytest.approx(0.75)
     with pytest.raises(ValueError, match="dimensions"):
         idx.search(np.ones((1, 3), np.float32))

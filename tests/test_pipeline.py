@@ -12,6 +12,7 @@ import faceprint
 from faceprint import Gallery, NoFaceError
 from faceprint.errors import GalleryError
 from faceprint.io import load_image
+from faceprint.models.packs import DEFAULT_PACK
 
 from .conftest import FACES
 
@@ -38,7 +39,7 @@ def test_face_record(embedded: dict[str, faceprint.Face]) -> None:
     assert face.embedding.shape == (128,)
     assert np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
     assert face.landmarks.shape == (5, 2)
-    assert face.pack == "dlib-resnet-v1"
+    assert face.pack == DEFAULT_PACK.id and face.detector in ("mmod", "yunet")
     assert face.box.width > 100 and face.score > 0
 
 

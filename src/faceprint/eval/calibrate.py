@@ -25,18 +25,29 @@ class Calibration:
     provenance: dict[str, Any]
 
 
+#: Largest results.json read (a million pairs make about 40 MB).
+MAX_RESULTS_BYTES = 1 << 30
+
+
 def load_results(path: Path) -> dict[str, Any]:
+    from faceprint.io import read_file
+
+    raw = read_file(path, MAX_RESULTS_BYTES, error=FaceprintError)
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FaceprintError(
-            f"{path}: not found (give the results.json of a faceprint eval)"
-        ) from None
-    except (OSError, ValueError) as exc:
+        data: Any = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
         raise FaceprintError(f"{path}: not a readable results.json ({exc})") from None
-    if not isinstance(data, dict) or data.get("protocol") not in ("pairs", "identify"):
+    ok = isinstance(data, dict) and data.get("protocol") in ("pairs", "identify")
+    if not ok or not isinstance(data.get("conditions"), list):
         raise FaceprintError(f"{path}: not the results.json of a faceprint eval")
-    return data
+    for c in data["conditions"]:
+        if not (isinstance(c, dict) and isinstance(c.get("condition"), str)
+                and isinstance(c.get("data"), dict)):  # fmt: skip
+            raise FaceprintError(f"{path}: a condition without its data (not a faceprint eval)")
+    for key in ("source", "pack", "detector"):
+        if not isinstance(data.get(key), str):
+            raise FaceprintError(f"{path}: no {key!r} (not the results.json of a faceprint eval)")
+    return dict(data)
 
 
 def impostor_scores(results: dict[str, Any], condition: str = "clean") -> np.ndarray:
@@ -47,11 +58,18 @@ def impostor_scores(results: dict[str, Any], condition: str = "clean") -> np.nda
             f"no condition {condition!r} in these results; there are {', '.join(by_name)}"
         )
     data = by_name[condition]["data"]
-    if results["protocol"] == "pairs":
-        values = [s for s, y in zip(data["scores"], data["labels"], strict=True) if not y]
-    else:
-        values = data["nonmated_scores"]
-    scores = np.array([s for s in values if s is not None], dtype=np.float64)
+    try:  # vectorised: a million pairs take a fraction of a second (None -> NaN, dropped)
+        if results["protocol"] == "pairs":
+            scores = np.asarray(data["scores"], dtype=np.float64)
+            labels = np.asarray(data["labels"], dtype=np.int64)
+            if scores.shape != labels.shape or scores.ndim != 1:
+                raise ValueError("scores and labels differ in length")
+            scores = scores[labels == 0]
+        else:
+            scores = np.asarray(data["nonmated_scores"], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise FaceprintError(f"the results' {condition!r} scores are damaged ({exc})") from None
+    scores = scores[np.isfinite(scores)]
     if len(scores) == 0:
         raise FaceprintError(f"the results have no impostor scores for {condition!r}")
     return scores

@@ -20,6 +20,7 @@ from faceprint.errors import FaceprintError
 from faceprint.eval import metrics
 from faceprint.eval.templates import Templates
 from faceprint.eval.verification import json_score, relative
+from faceprint.match.search import ExactIndex
 
 FPIRS = (1e-1, 1e-2)
 MAX_CMC_RANK = 20
@@ -78,24 +79,25 @@ def split(
 def person_scores(
     probes: Sequence[Photo], split_: Split, gallery: Templates, probe_t: Templates
 ) -> tuple[np.ndarray, list[str]]:
-    """(probes x enrolled people) best-template similarity; -inf where a side has no face.
-    One matrix product, then the maximum over each person's templates."""
+    """(probes x enrolled people) person scores, by the gallery's own rule
+    (:func:`faceprint.match.search.person_score`, with the templates' qualities); -inf
+    where a side has no face."""
     names = split_.enrolled
     col = {n: i for i, n in enumerate(names)}
     out = np.full((len(probes), len(names)), -math.inf)
-    g_rows = [(col[n], v) for n, p in split_.gallery if (v := gallery.get(p)) is not None]
+    g_rows = [(col[n], v, p) for n, p in split_.gallery if (v := gallery.get(p)) is not None]
     p_rows = [(i, v) for i, (_, p) in enumerate(probes) if (v := probe_t.get(p)) is not None]
     if not g_rows or not p_rows:
         return out, names
-    g_mat = np.stack([v for _, v in g_rows]).astype(np.float64)
-    p_mat = np.stack([v for _, v in p_rows]).astype(np.float64)
-    sims = p_mat @ g_mat.T
-    g_cols = np.array([c for c, _ in g_rows])
-    p_idx = np.array([i for i, _ in p_rows])
+    quality = [np.nan if (f := gallery.faces.get(p)) is None else f.quality for _, _, p in g_rows]
+    index = ExactIndex(
+        np.stack([v for _, v, _ in g_rows]).astype(np.float32),
+        np.array([c for c, _, _ in g_rows], dtype=np.int64),
+        np.array(quality, dtype=np.float32),
+    )
     block = np.full((len(p_rows), len(names)), -math.inf)
-    for c in np.unique(g_cols):
-        block[:, c] = sims[:, g_cols == c].max(axis=1)
-    out[p_idx] = block
+    block[:, index.person_ids] = index.person_scores(np.stack([v for _, v in p_rows]))
+    out[np.array([i for i, _ in p_rows])] = block
     return out, names
 
 

@@ -24,6 +24,7 @@ from faceprint.errors import GalleryError, NoFaceError
 from faceprint.gallery import enroll as enrollment
 from faceprint.gallery.database import DEFAULT_COLLECTION
 from faceprint.gallery.store import Added, Candidate, Person, Store
+from faceprint.match.search import person_score
 from faceprint.match.threshold import Threshold
 from faceprint.match.verify import Verification, resolve_threshold
 from faceprint.models.packs import Pack, pack
@@ -243,8 +244,8 @@ class Gallery:
         threshold: float | None = None,
         fmr: float | None = None,
     ) -> Verification:
-        """Is the subject face of ``photo`` the person ``name``? (Their best template, the
-        same rule identification uses.)"""
+        """Is the subject face of ``photo`` the person ``name``? (The person score of
+        identification: :func:`faceprint.match.search.person_score`.)"""
         from faceprint.detect.subject import subject
         from faceprint.io import load_image
 
@@ -257,8 +258,9 @@ class Gallery:
         if face is None:
             raise NoFaceError(f"{enrollment.label_of(photo)}: no face found")
         probe = _template(face, self.pack)
-        templates = np.stack([t.embedding for t in self.store.templates(name)])
-        similarity = float(np.max(templates @ probe))
+        mine = self.store.templates(name)
+        quality = [np.nan if t.quality is None else t.quality for t in mine]
+        similarity = person_score(np.stack([t.embedding for t in mine]), probe, quality)
         thr = self.resolve(threshold, fmr)
         return Verification(similarity >= thr.similarity, similarity, thr)
 

@@ -203,13 +203,21 @@ def _search_vector(store: Store, probes: Any, k: int) -> list[list[Candidate]] |
                 "ORDER BY t.vec <=> %s::vector LIMIT %s",
                 (literal, store.collection_id, literal, max(10, 10 * k)),
             )
-        best: dict[str, float] = {}
-        for name, sim in rows:
-            best.setdefault(str(name), float(sim))
-        if not best:
+        names = list(dict.fromkeys(str(name) for name, _ in rows))
+        if not names:
             return None
-        out.append([Candidate(n, s) for n, s in list(best.items())[:k]])
+        scored = [(n, _person(store, n, probe)) for n in names]  # the one person-score rule
+        scored.sort(key=lambda ns: -ns[1])
+        out.append([Candidate(n, s) for n, s in scored[:k]])
     return out
+
+
+def _person(store: Store, name: str, probe: Any) -> float:
+    from faceprint.match.search import person_score
+
+    mine = store.templates(name)
+    quality = [np.nan if t.quality is None else t.quality for t in mine]
+    return person_score(np.stack([t.embedding for t in mine]), probe, quality)
 
 
 def _vec_literal(vec: Any) -> str:

@@ -9,7 +9,9 @@ upgraded in place when opened for writing, and read through an in-memory copy ot
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import sqlite3
 import stat
 import sys
@@ -109,13 +111,27 @@ def _check_file(path: Path, create: bool) -> bool:
 
 
 def _create_file(path: Path) -> None:
+    """Make a new, marked gallery file (mode 0600) atomically: it is built under a temporary
+    name and linked into place, so no other process ever sees it empty or half made (a
+    process that loses the race uses the winner's file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        return  # another process made it first
-    except OSError as exc:
-        raise GalleryError(f"{path}: cannot create the gallery ({exc.strerror or exc})") from None
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        conn = sqlite3.connect(tmp)
+        try:
+            mark = f";\nPRAGMA application_id = {APPLICATION_ID};"
+            conn.executescript(schema.SCHEMA_TABLE + mark)
+        finally:
+            conn.close()
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(tmp, path)
+    except (OSError, sqlite3.Error) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise GalleryError(f"{path}: cannot create the gallery ({why})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _kind(conn: sqlite3.Connection, path: Path) -> str:
@@ -154,23 +170,22 @@ class SqliteDatabase(Database):
         self.where = str(self.path)
         self.read_only = read_only
         self._lock = threading.RLock()
-        exists = _check_file(self.path, create and not read_only)
-        if not exists:
+        if not _check_file(self.path, create and not read_only):
             _create_file(self.path)
+            _check_file(self.path, False)
         self._conn = self._connect(read_only)
         try:
             kind = _kind(self._conn, self.path)
-            if kind == "new" and exists:
+            if kind == "new":
                 raise GalleryError(f"{self.path}: not a faceprint gallery (an empty SQLite file)")
             if read_only and (kind == "v1" or self._outdated()):
                 # read an old gallery through an upgraded copy in memory: the file stays as is
                 self._conn = self._memory_copy(self._conn)
-            if kind != "current" and not read_only:
-                self._conn.execute("PRAGMA journal_mode = WAL")
+            if not read_only:  # readers never block the writer (a no-op when already WAL)
+                _Tx(self._conn, self.where).execute("PRAGMA journal_mode = WAL")
             with self.transaction(setup=True) as tx:
                 if kind == "v1":
                     self.script(tx, schema.SQLITE_FROM_V1)
-                if kind != "current" and not (read_only and kind == "new"):
                     self.script(tx, schema.SCHEMA_TABLE)
                     tx.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 if not read_only or self._conn_is_memory:

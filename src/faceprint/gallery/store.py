@@ -352,8 +352,8 @@ class Store:
     def _build(self, previous: SearchIndex | None, generation: int) -> Any:
         with self.db.reading() as tx:
             rows = tx.execute(
-                "SELECT t.id, t.person_id, t.embedding, t.pack, t.dim FROM templates t "
-                "WHERE t.collection_id = %s ORDER BY t.id",
+                "SELECT t.id, t.person_id, t.embedding, t.pack, t.dim, t.quality "
+                "FROM templates t WHERE t.collection_id = %s ORDER BY t.id",
                 (self.collection_id,),
             )
             names = dict(
@@ -377,6 +377,7 @@ class Store:
             path=self.db.index_path(self.name),
             generation=None if self.db.read_only else generation,  # read-only: never saved
             previous=previous,
+            quality=np.array([np.nan if r[5] is None else float(r[5]) for r in rows], np.float32),
         )
         return index, [str(names[p]) for p in uniq], uniq
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from faceprint.errors import GalleryError
-from faceprint.match.search import F32, I64, Hit
+from faceprint.match.search import F32, I64, Hit, combine, mean_templates, weights_of
 
 #: Templates fetched per wanted person before reducing to people (then refined exactly).
 FETCH_PER_PERSON = 16
@@ -74,7 +74,21 @@ class AnnIndex:
         self.nprobe = DEFAULT_NPROBE
         #: True when the index differs from what was last saved (or was never saved).
         self.changed = True
+        self._means: F32 = np.zeros((0, 1), np.float32)
         self._set(embeddings, ids, people)
+        self.set_quality(None)
+
+    def set_quality(self, quality: Any) -> None:
+        """Template qualities (in ``ids`` order) for the people's mean templates."""
+        order = np.argsort(self._people, kind="stable")
+        grouped = self._people[order]
+        starts = np.zeros(0, np.int64)
+        if len(grouped):
+            starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        weights = weights_of(quality, len(self._ids))[order]
+        means = mean_templates(self._emb[order], starts, weights)
+        self._means = np.zeros((int(grouped.max(initial=-1)) + 1, self.dim), np.float32)
+        self._means[grouped[starts]] = means
 
     def _set(self, embeddings: F32, ids: I64, people: I64) -> None:
         ids = np.asarray(ids, dtype=np.int64)
@@ -210,17 +224,15 @@ class AnnIndex:
             row = row[row >= 0]
             rows = np.searchsorted(self._ids, row)
             scores = self._emb[rows] @ probe  # exact re-scoring
-            order = np.argsort(-scores, kind="stable")
-            hits: list[Hit] = []
-            seen: set[int] = set()
-            for i in order:
-                person = int(self._people[rows[i]])
-                if person not in seen:
-                    seen.add(person)
-                    hits.append(Hit(person, float(scores[i])))
-                    if len(hits) == k:
-                        break
-            out.append(hits)
+            best: dict[int, float] = {}
+            for person, score in zip(self._people[rows].tolist(), scores.tolist(), strict=True):
+                if score > best.get(person, -2.0):
+                    best[person] = score
+            people = np.fromiter(best, dtype=np.int64, count=len(best))
+            bests = np.fromiter(best.values(), dtype=np.float32, count=len(best))
+            combined = combine(bests, self._means[people] @ probe)
+            order = np.argsort(-combined, kind="stable")[:k]
+            out.append([Hit(int(people[i]), float(combined[i])) for i in order])
         return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -63,6 +63,7 @@ def build_index(
     generation: int | None = None,
     previous: SearchIndex | None = None,
     kind: str | None = None,
+    quality: Any = None,
 ) -> SearchIndex:
     """An index over templates (rows of ``embeddings``, person index per row).
 
@@ -81,7 +82,7 @@ def build_index(
         kind = "auto"
     n = len(embeddings)
     if kind == "exact" or n == 0 or (kind == "auto" and n < ANN_MIN_TEMPLATES):
-        return ExactIndex(embeddings, people)
+        return ExactIndex(embeddings, people, quality)
     if ann.faiss_module() is None:
         if "faiss" not in _warned:
             _warned.add("faiss")
@@ -90,7 +91,7 @@ def build_index(
                 "exactly (slower); pip install 'faceprint[scale]' for the approximate index",
                 file=sys.stderr,
             )
-        return ExactIndex(embeddings, people)
+        return ExactIndex(embeddings, people, quality)
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     if len(ids) != n or len(people) != n:
         raise ValueError("embeddings, ids and people must have one row per template")
@@ -103,6 +104,7 @@ def build_index(
             index = loaded[0]
     if index is None:
         index = ann.AnnIndex.train(embeddings, ids, people)
+    index.set_quality(quality)  # the person score's mean templates (ids in ascending order)
     if path is not None and generation is not None and index.changed:
         try:
             index.save(path, generation)

@@ -42,6 +42,7 @@ def encrypt_gallery(gallery: str | Path, keys: str | Path, out: str | Path) -> E
         [t.id for t in templates],
         pack=templates[0].pack,
         threshold=threshold,
+        quality=[t.quality for t in templates],
     )
 
 

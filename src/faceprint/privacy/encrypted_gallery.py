@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 import tenseal.sealapi as seal
 
-from faceprint.errors import GalleryError
+from faceprint.errors import GalleryError, NotFoundError
+from faceprint.match.search import combine, weights_of
 from faceprint.privacy.he import SLOTS, He, PublicKeys, load_public, load_secret
 
-FORMAT = 1
+#: 2: slot weights and per-person mean-template norms (the person score of search.py)
+FORMAT = 2
 MANIFEST = "manifest.json"
 F64 = np.ndarray
 
@@ -65,7 +67,10 @@ class EncryptedGallery:
         try:
             meta: dict[str, Any] = json.loads(manifest.read_text())
             if meta["format"] != FORMAT:
-                raise GalleryError(f"{self.path}: encrypted gallery format {meta['format']}")
+                raise GalleryError(
+                    f"{self.path}: encrypted gallery format {meta['format']} (this faceprint "
+                    f"reads {FORMAT}); encrypt the gallery again (faceprint encrypt-gallery)"
+                )
             self.key_id = str(meta["key_id"])
             self.dim = int(meta["dim"])
             self.pack = str(meta["pack"])
@@ -73,8 +78,15 @@ class EncryptedGallery:
             self.people: list[str] = [str(n) for n in meta["people"]]
             self.slot_person = np.asarray(meta["slot_person"], dtype=np.int64)
             self.slot_template = np.asarray(meta["slot_template"], dtype=np.int64)
+            self.slot_weight = np.asarray(meta["slot_weight"], dtype=np.float64)
+            self.person_norm = np.asarray(meta["person_norm"], dtype=np.float64)
             self.blocks = int(meta["blocks"])
             self.checksums: dict[str, str] = dict(meta["checksums"])
+            n = len(self.slot_person)
+            if len(self.slot_template) != n or len(self.slot_weight) != n:
+                raise ValueError("slot lists of different lengths")
+            if len(self.person_norm) != len(self.people) or n != self.blocks * SLOTS:
+                raise ValueError("people or blocks do not match the slots")
         except (ValueError, KeyError, TypeError) as exc:
             raise GalleryError(f"{manifest}: corrupted manifest ({exc})") from exc
 
@@ -159,8 +171,10 @@ class KeyHolder:
         *,
         pack: str,
         threshold: float,
+        quality: list[float | None] | None = None,
     ) -> EncryptedGallery:
-        """Encrypt templates (rows, one name and id each) into the directory ``out``."""
+        """Encrypt templates (rows, one name and id each, and their qualities) into the
+        directory ``out``."""
         emb = np.asarray(embeddings, dtype=np.float64)
         if emb.ndim != 2 or len(emb) == 0:
             raise GalleryError("nothing to encrypt: need (N, D) templates")
@@ -176,6 +190,11 @@ class KeyHolder:
         slot_template = np.full(n_blocks * SLOTS, -1, dtype=np.int64)
         slot_person[: len(emb)] = [index[n] for n in names]
         slot_template[: len(emb)] = template_ids
+        q = [np.nan if v is None else v for v in (quality or [None] * len(emb))]
+        slot_weight = np.zeros(n_blocks * SLOTS)
+        slot_weight[: len(emb)] = weights_of(np.array(q, np.float32), len(emb))
+        sums = np.zeros((len(people), emb.shape[1]))
+        np.add.at(sums, slot_person[: len(emb)], emb * slot_weight[: len(emb), None])
         blocks = {b: self._encrypt_block(emb[b * SLOTS : (b + 1) * SLOTS]) for b in range(n_blocks)}
         meta = {
             "format": FORMAT,
@@ -186,6 +205,8 @@ class KeyHolder:
             "people": people,
             "slot_person": slot_person.tolist(),
             "slot_template": slot_template.tolist(),
+            "slot_weight": slot_weight.tolist(),
+            "person_norm": np.linalg.norm(sums, axis=1).tolist(),
             "blocks": n_blocks,
         }
         _write(Path(out), meta, blocks)
@@ -204,12 +225,18 @@ class KeyHolder:
         return np.concatenate(out)
 
     def person_scores(self, gallery: EncryptedGallery, blocks: list[seal.Ciphertext]) -> F64:
-        """Best-template score per person (index into ``gallery.people``)."""
+        """The person score per person (index into ``gallery.people``): the rule of
+        :func:`faceprint.match.search.person_score`, from slot scores, slot weights and the
+        norms of the people's weighted template sums."""
         scores = self.decrypt_scores(gallery, blocks)
         used = gallery.slot_person >= 0
+        who = gallery.slot_person[used]
         best = np.full(len(gallery.people), -np.inf)
-        np.maximum.at(best, gallery.slot_person[used], scores[used])
-        return best
+        np.maximum.at(best, who, scores[used])
+        weighted = np.zeros(len(gallery.people))
+        np.add.at(weighted, who, scores[used] * gallery.slot_weight[used])
+        mean = weighted / np.maximum(gallery.person_norm, 1e-12)
+        return np.asarray(combine(best, mean), dtype=np.float64)
 
     def decide(
         self,
@@ -237,7 +264,7 @@ class KeyHolder:
         gallery = EncryptedGallery(path)
         gallery.check_key(self.keys.key_id)
         if name not in gallery.people:
-            raise GalleryError(f"no person named {name!r} in {gallery.path}")
+            raise NotFoundError(f"no person named {name!r} in {gallery.path}")
         pid = gallery.people.index(name)
         slots = np.flatnonzero(gallery.slot_person == pid)
         affected = sorted({int(s) // SLOTS for s in slots})
@@ -255,8 +282,10 @@ class KeyHolder:
             fresh[b] = self._encrypt_block(emb)
         slot_person = gallery.slot_person.copy()
         slot_template = gallery.slot_template.copy()
+        slot_weight = gallery.slot_weight.copy()
         slot_person[slots] = -1
         slot_template[slots] = -1
+        slot_weight[slots] = 0.0
         slot_person[slot_person > pid] -= 1
         meta = {
             "format": FORMAT,
@@ -267,6 +296,8 @@ class KeyHolder:
             "people": [p for p in gallery.people if p != name],
             "slot_person": slot_person.tolist(),
             "slot_template": slot_template.tolist(),
+            "slot_weight": slot_weight.tolist(),
+            "person_norm": np.delete(gallery.person_norm, pid).tolist(),
             "blocks": gallery.blocks,
         }
 
