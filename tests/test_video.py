@@ -109,7 +109,7 @@ def test_cli_video_events_draw_thumbs(
     starts = {e["track"] for e in events if e["event"] == "track_start"}
     assert starts == {e["track"] for e in ends}
     decisions = [e for e in events if e["event"] == "identity"]
-    assert {e["track"] for e in decisions} == starts and all(e["confidence"] for e in decisions)
+    assert {e["track"] for e in decisions} == starts and all(e["similarity"] for e in decisions)
     cap = cv2.VideoCapture(str(drawn))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(slides) * FRAMES
     cap.release()

@@ -290,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from faceprint.log import show_notes_on_stderr
+
+    show_notes_on_stderr()
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))

@@ -9,7 +9,6 @@ file the user names). Either way the landmarks used for alignment come from dlib
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from faceprint.detect.subject import ranked, subject
 from faceprint.errors import FaceprintError
+from faceprint.log import note
 from faceprint.types import Box, Detection, Face, Image
 
 DETECTORS = ("mmod", "yunet")
@@ -54,11 +54,10 @@ def default_detector(model_dir: str | Path | None = None) -> str:
             yunet.model_path(model_dir)  # a wrong or damaged file raises: not caught here
             _resolved[key] = DEFAULT_DETECTOR
         except ModelNotFoundError:
-            print(
-                f"faceprint: note: YuNet model {YUNET.name} not found here or at its download "
+            note(
+                f"YuNet model {YUNET.name} not found here or at its download "
                 f"location (put it in --model-dir to use it); using the {FALLBACK_DETECTOR} "
-                f"detector: same templates, slower",
-                file=sys.stderr,
+                f"detector: same templates, slower"
             )
             _resolved[key] = FALLBACK_DETECTOR
     return _resolved[key]

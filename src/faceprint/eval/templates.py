@@ -30,6 +30,7 @@ import numpy as np
 
 from faceprint.errors import FaceprintError
 from faceprint.eval.degrade import Degradation
+from faceprint.log import note
 from faceprint.models.packs import DEFAULT_PACK
 from faceprint.types import Box, Face, Image
 
@@ -95,10 +96,9 @@ class TemplateCache:
                 with np.load(path, allow_pickle=False) as data:
                     version = int(data["format"]) if "format" in data.files else 1
                     if version != CACHE_FORMAT:
-                        print(
-                            f"faceprint: {path} is an older template cache (format {version}, "
-                            f"now {CACHE_FORMAT}): recomputing",
-                            file=sys.stderr,
+                        note(
+                            f"{path} is an older template cache (format {version}, "
+                            f"now {CACHE_FORMAT}): recomputing"
                         )
                         return
                     rows = zip(
@@ -112,7 +112,7 @@ class TemplateCache:
                     for k, v, s, n, f in rows:
                         self.entries[str(k)] = Entry(v, int(s), int(n), f)
             except (OSError, ValueError, KeyError) as exc:
-                print(f"faceprint: ignoring unreadable cache {path} ({exc})", file=sys.stderr)
+                note(f"ignoring unreadable cache {path} ({exc})")
                 self.entries = {}
 
     def save(self) -> None:

@@ -14,7 +14,6 @@ import os
 import secrets
 import sqlite3
 import stat
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from typing import Any
 from faceprint.errors import GalleryError
 from faceprint.gallery import schema
 from faceprint.gallery.database import Conflict, Database, Tx
+from faceprint.log import note
 
 #: ``PRAGMA application_id`` of faceprint galleries ("FPRT").
 APPLICATION_ID = 0x46505254
@@ -102,10 +102,9 @@ def _check_file(path: Path, create: bool) -> bool:
     if app_id not in (0, APPLICATION_ID):
         raise GalleryError(f"{path}: not a faceprint gallery (another program's SQLite file)")
     if st.st_mode & 0o077:
-        print(
-            f"faceprint: warning: {path} can be read by other users (mode "
-            f"{stat.S_IMODE(st.st_mode):o}); it holds face templates: chmod 600 {path}",
-            file=sys.stderr,
+        note(
+            f"{path} can be read by other users (mode "
+            f"{stat.S_IMODE(st.st_mode):o}); it holds face templates: chmod 600 {path}"
         )
     return True
 

@@ -9,13 +9,13 @@ in line with the store's templates by adding and removing ids, not by rebuilding
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from faceprint.errors import GalleryError
+from faceprint.log import note
 from faceprint.match.search import F32, I64, ExactIndex, Hit
 
 #: Templates from which the approximate index is used. Measured with bench/search_scale.py
@@ -86,10 +86,9 @@ def build_index(
     if ann.faiss_module() is None:
         if "faiss" not in _warned:
             _warned.add("faiss")
-            print(
-                f"faceprint: note: faiss-cpu is not installed, so {n:,} templates are searched "
-                "exactly (slower); pip install 'faceprint[scale]' for the approximate index",
-                file=sys.stderr,
+            note(
+                f"faiss-cpu is not installed, so {n:,} templates are searched "
+                "exactly (slower); pip install 'faceprint[scale]' for the approximate index"
             )
         return ExactIndex(embeddings, people, quality)
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
@@ -111,5 +110,5 @@ def build_index(
         except OSError as exc:  # a read-only folder: search still works, from memory
             if "save" not in _warned:
                 _warned.add("save")
-                print(f"faceprint: note: cannot save {path} ({exc})", file=sys.stderr)
+                note(f"cannot save {path} ({exc})")
     return index

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import stat
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faceprint.errors import ModelError
+from faceprint.log import note
 from faceprint.models import store
 
 try:
@@ -90,10 +90,9 @@ def _fallback_dir(reason: str) -> Path:
                 f"either: {exc.strerror or exc}); set FACEPRINT_CACHE_DIR to a writable directory"
             ) from exc
         atexit.register(shutil.rmtree, _fallback, True)
-        print(
-            f"faceprint: note: {reason}; converted models are kept in {_fallback} for this "
-            f"run only (set FACEPRINT_CACHE_DIR to a writable directory to keep them)",
-            file=sys.stderr,
+        note(
+            f"{reason}; converted models are kept in {_fallback} for this "
+            f"run only (set FACEPRINT_CACHE_DIR to a writable directory to keep them)"
         )
     return _fallback
 

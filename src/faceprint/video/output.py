@@ -17,7 +17,7 @@ def label(track: Track) -> str:
     if "name" not in track.attributes:
         return f"#{track.id}"
     name = track.attributes["name"] or "unknown"
-    return f"{name} #{track.id} {float(track.attributes['confidence']):.2f}"  # type: ignore[arg-type]
+    return f"{name} #{track.id} {float(track.attributes['similarity']):.2f}"  # type: ignore[arg-type]
 
 
 def annotate(image: Image, tracks: list[Track]) -> Image:

@@ -36,7 +36,7 @@ class VideoRecognizer:
 
     Every event (a dict, JSON-ready) goes to ``on_event``: ``track_start`` when a track is
     confirmed, ``identity`` whenever a track's decision changes as it grows (name or
-    None for unknown, with the similarity as confidence and the frame range it rests on),
+    None for unknown, with its similarity and the frame range it rests on),
     and ``track_end`` with the final decision and the best face's quality.
     """
 
@@ -127,7 +127,7 @@ class VideoRecognizer:
         for track, result in zip(tracks, results, strict=True):
             changed = "name" not in track.attributes or track.attributes["name"] != result.name
             track.attributes["name"] = result.name
-            track.attributes["confidence"] = result.similarity
+            track.attributes["similarity"] = result.similarity
             track.attributes["threshold"] = result.threshold.similarity
             if changed:
                 self.on_event(
@@ -137,7 +137,7 @@ class VideoRecognizer:
                         "frame": frame,
                         "time": self._time(frame),
                         "name": result.name,
-                        "confidence": round(result.similarity, 4),
+                        "similarity": round(result.similarity, 4),
                         "threshold": round(result.threshold.similarity, 4),
                         "frames": [track.first_frame, track.last_frame],
                         "faces": track.fused_faces,
@@ -160,7 +160,7 @@ class VideoRecognizer:
             event["best_quality_reasons"] = track.best_face.attributes["quality"]["reasons"]
         if self.gallery is not None and "name" in track.attributes:
             event["name"] = track.attributes["name"]
-            event["confidence"] = round(float(track.attributes["confidence"]), 4)  # type: ignore[arg-type]
+            event["similarity"] = round(float(track.attributes["similarity"]), 4)  # type: ignore[arg-type]
         thumb = track.attributes.get("thumb")
         if self.thumbs_dir is not None and isinstance(thumb, np.ndarray) and thumb.size:
             path = self.thumbs_dir / f"track_{track.id:04d}.jpg"
