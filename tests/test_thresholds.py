@@ -14,8 +14,8 @@ from faceprint.cli.main import main
 from faceprint.errors import FaceprintError
 from faceprint.gallery import Gallery
 from faceprint.match.search import ExactIndex, person_score
-from faceprint.match.threshold import Calibrated, explicit, for_fmr
 from faceprint.models.packs import DEFAULT_PACK, DLIB_PACK_V1, PACKS, pack
+from faceprint.models.thresholds import Calibrated, explicit, for_fmr
 from tests.conftest import FACES
 
 POINTS = (Calibrated(1e-2, 0.90, 10**6, 300, 0.0), Calibrated(1e-4, 0.94, 10**6, 300, 0.1))

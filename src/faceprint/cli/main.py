@@ -96,8 +96,8 @@ def _enroll_folders(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from faceprint.cli.draw import draw_faces
     from faceprint.io import decode, save_image
+    from faceprint.io.draw import draw_faces
 
     draw_dir = None
     if args.draw and (len(args.photos) > 1 or Path(args.draw).is_dir() or args.draw.endswith("/")):

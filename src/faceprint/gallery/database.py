@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -190,6 +190,21 @@ class Database:
         if row is None:
             raise NotFoundError(f"{self.where}: no collection named {name!r}")
         return Store(self, int(row[0]), name)
+
+    @contextlib.contextmanager
+    def collection_write(self, collection_id: int, where: str) -> Iterator[Tx]:
+        """A write transaction that locks a collection and bumps its generation (so every
+        process's search index of it is rebuilt)."""
+        if self.read_only:
+            raise GalleryError(f"{self.where}: opened read-only; nothing can be changed")
+        with self.transaction() as tx:
+            row = tx.one(
+                "UPDATE collections SET generation = generation + 1 WHERE id = %s RETURNING id",
+                (collection_id,),
+            )
+            if row is None:
+                raise NotFoundError(f"{where}: the collection was deleted")
+            yield tx
 
     def after_erase(self) -> None:
         """Leave no copy of erased rows behind where the engine allows it."""

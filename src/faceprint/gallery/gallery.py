@@ -25,9 +25,9 @@ from faceprint.gallery import enroll as enrollment
 from faceprint.gallery.database import DEFAULT_COLLECTION
 from faceprint.gallery.store import Added, Candidate, Person, Store
 from faceprint.match.search import person_score
-from faceprint.match.threshold import Threshold
 from faceprint.match.verify import Verification, resolve_threshold
 from faceprint.models.packs import Pack, pack
+from faceprint.models.thresholds import Threshold
 from faceprint.types import Face, Image
 
 Photo = enrollment.Photo

@@ -9,10 +9,9 @@ runs against both engines.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -20,58 +19,19 @@ import numpy as np
 from faceprint.errors import GalleryError, NotFoundError
 from faceprint.gallery.crypto import aad
 from faceprint.gallery.database import Conflict, Database, Tx
+from faceprint.gallery.records import (
+    Added,
+    Candidate,
+    NewTemplate,
+    Person,
+    Template,
+    _json,
+    _metadata,
+    check_name,
+    check_templates,
+)
 from faceprint.match.index import SearchIndex, build_index
 from faceprint.match.search import F32
-
-#: Longest person name accepted.
-MAX_NAME = 200
-
-
-@dataclass(frozen=True)
-class Person:
-    """A person in the gallery, with how many templates they have."""
-
-    name: str
-    templates: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    created: float = 0.0
-
-
-@dataclass(frozen=True)
-class Template:
-    id: int
-    name: str
-    embedding: F32
-    pack: str
-    image_sha256: str | None
-    quality: float | None
-    created: float
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A gallery person proposed for a probe, with the best template's cosine similarity."""
-
-    name: str
-    similarity: float
-
-
-@dataclass(frozen=True)
-class NewTemplate:
-    """A template to store: the vector, the content hash of what it was made from (the
-    photo file, for enrollment) and its quality."""
-
-    embedding: F32
-    image_sha256: str | None = None
-    quality: float | None = None
-
-
-@dataclass
-class Added:
-    """What a write stored: new template ids, and the photos already there (skipped)."""
-
-    ids: list[int] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
 
 
 class Store:
@@ -91,9 +51,9 @@ class Store:
         self.db.close()
 
     # -- plumbing --------------------------------------------------------------------------
-    def write(self) -> _Write:
+    def write(self) -> AbstractContextManager[Tx]:
         """A transaction that locks this collection and bumps its generation."""
-        return _Write(self)
+        return self.db.collection_write(self.collection_id, self.where)
 
     def _person_id(self, tx: Tx, name: str) -> int:
         row = tx.one(
@@ -407,82 +367,7 @@ class Store:
         ]
 
 
-class _Write:
-    """Context manager of :meth:`Store.write`."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._cm: Any = None
-
-    def __enter__(self) -> Tx:
-        if self.store.db.read_only:
-            raise GalleryError(f"{self.store.db.where}: opened read-only; nothing can be changed")
-        self._cm = self.store.db.transaction()
-        tx: Tx = self._cm.__enter__()
-        try:
-            row = tx.one(
-                "UPDATE collections SET generation = generation + 1 WHERE id = %s RETURNING id",
-                (self.store.collection_id,),
-            )
-            if row is None:
-                raise NotFoundError(f"{self.store.where}: the collection was deleted")
-        except BaseException as exc:
-            self._cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        return tx
-
-    def __exit__(self, *exc: Any) -> bool | None:
-        result: bool | None = self._cm.__exit__(*exc)
-        return result
-
-
-def check_templates(templates: Sequence[NewTemplate]) -> list[NewTemplate]:
-    """Templates fit for storage: finite, non-zero, one dimension, L2-normalised float32."""
-    if not templates:
-        raise GalleryError("nothing to enroll: no face templates given")
-    out = []
-    for t in templates:
-        vec = np.asarray(t.embedding, dtype=np.float32).reshape(-1)
-        norm = float(np.linalg.norm(vec)) if vec.size else 0.0
-        if vec.size == 0 or not np.all(np.isfinite(vec)) or norm == 0.0:
-            raise GalleryError("refusing a template that is empty, zero or not finite")
-        if len(vec) != len(np.asarray(templates[0].embedding).reshape(-1)):
-            raise GalleryError("templates of one call must have the same length")
-        q = t.quality
-        if q is not None and not (np.isfinite(q) and 0.0 <= q <= 1.0):
-            raise GalleryError(f"template quality {q} is not in [0, 1]")
-        digest = t.image_sha256
-        if digest is not None and (len(digest) > 128 or not digest.isprintable()):
-            raise GalleryError("invalid image hash")
-        out.append(NewTemplate((vec / norm).astype(np.float32), digest, q))
-    return out
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise GalleryError("a person name must be text")
-    name = name.strip()
-    if not name or len(name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise GalleryError(
-            f"invalid person name {name[:40]!r}: 1 to {MAX_NAME} characters, no control characters"
-        )
-    return name
-
-
-def _json(metadata: dict[str, Any] | None) -> str:
-    try:
-        return json.dumps(metadata or {}, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise GalleryError(f"person metadata must be JSON: {exc}") from None
-
-
-def _metadata(value: Any, where: str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    try:
-        data = json.loads(value)
-    except (TypeError, ValueError):
-        raise GalleryError(f"{where}: a person's stored metadata is damaged") from None
-    if not isinstance(data, dict):
-        raise GalleryError(f"{where}: a person's stored metadata is damaged")
-    return data
+__all__ = [
+    "Added", "Candidate", "NewTemplate", "Person", "Store", "Template", "check_name",
+    "check_templates",
+]  # fmt: skip

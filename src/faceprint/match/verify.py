@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from faceprint.errors import FaceprintError
 from faceprint.match.search import cosine
-from faceprint.match.threshold import Threshold, explicit
 from faceprint.models.packs import Pack, pack
+from faceprint.models.thresholds import Threshold, explicit
 from faceprint.types import Face
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from faceprint.errors import ModelError
-from faceprint.match.threshold import Calibrated, Threshold, for_fmr
 from faceprint.models.store import ModelFile
+from faceprint.models.thresholds import Calibrated, Threshold, for_fmr
 
 _DLIB_PKG = "face_recognition_models"
 
@@ -58,7 +58,7 @@ class Pack:
     templates of different packs are never compared or stored together. ``thresholds``
     are the similarities measured at target false-match rates, with the counts behind
     each (README, "Thresholds"); :meth:`threshold` applies the one threshold rule
-    (:mod:`faceprint.match.threshold`).
+    (:mod:`faceprint.models.thresholds`).
     """
 
     id: str

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import cv2
 
-from faceprint.cli.draw import draw_faces
+from faceprint.io.draw import draw_faces
 from faceprint.types import Image
 from faceprint.video.source import VideoError
 from faceprint.video.track import Track
