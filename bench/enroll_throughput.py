@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from faceprint.cli.main import main as cli
-from faceprint.gallery import batch
-from faceprint.gallery.sqlite import SqliteGallery
+from faceprint.gallery import Gallery, batch
+from faceprint.gallery import enroll as enrollment
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_FACES = HERE.parent.parent / "shared" / "faces"
@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--faces", type=Path, default=DEFAULT_FACES)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=batch.BATCH_SIZE)
+    parser.add_argument("--batch-size", type=int, default=enrollment.BATCH_SIZE)
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args()
     yunet = HERE.parent.parent / "shared" / "models" / "yunet"
@@ -57,13 +57,13 @@ def main() -> None:
     n = len(jobs)
     print(f"{n} photos of {len({j[0] for j in jobs})} people; {os.cpu_count()} cores")
     # Warm-up: model conversion and sessions.
-    with SqliteGallery(work / "warm.db") as store:
-        batch.enroll_local(store, jobs[:1])
+    with Gallery.open(work / "warm.db", create=True) as g:
+        g.enroll_jobs(jobs[:1])
 
     def fresh(tag: str, i: int) -> Path:
         return work / f"{tag}{i}.db"
 
-    modes: dict[str, list[float]] = {"per photo (CLI)": [], "batched in-process": []}
+    modes: dict[str, list[float]] = {"CLI (enroll --from-folders)": [], "batched in-process": []}
     for i in range(args.runs):
         t0 = time.perf_counter()
         cli(
@@ -76,10 +76,10 @@ def main() -> None:
                 str(fresh("c", i)),
             ]
         )
-        modes["per photo (CLI)"].append(time.perf_counter() - t0)
-        with SqliteGallery(fresh("l", i)) as store:
+        modes["CLI (enroll --from-folders)"].append(time.perf_counter() - t0)
+        with Gallery.open(fresh("l", i), create=True) as g:
             t0 = time.perf_counter()
-            batch.enroll_local(store, jobs, batch_size=args.batch_size)
+            g.enroll_jobs(jobs, batch_size=args.batch_size)
             modes["batched in-process"].append(time.perf_counter() - t0)
     if not args.no_ray:
         import ray
@@ -92,9 +92,9 @@ def main() -> None:
         key = f"Ray Data, {int(ray.cluster_resources().get('CPU', 1))} actors"
         modes[key] = []
         for i in range(args.runs):
-            with SqliteGallery(fresh("r", i)) as store:
+            with Gallery.open(fresh("r", i), create=True) as g:
                 t0 = time.perf_counter()
-                report = batch.enroll_ray(store, jobs, batch_size=args.batch_size)
+                report = batch.enroll_ray(g.store, jobs, g.rules(), batch_size=args.batch_size)
                 modes[key].append(time.perf_counter() - t0)
             if report.failures:
                 print(f"  ray run {i}: {len(report.failures)} failures")

@@ -82,16 +82,25 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--engine", choices=["postgresql", "sqlite"], default="postgresql",
+        help="the store: a throw-away PostgreSQL database or a gallery file",
+    )  # fmt: skip
     args = ap.parse_args()
     name = f"faceprint_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(args.pg, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg.rsplit("/", 1)[0] + "/" + name
     cache = Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
     (cache / "models").mkdir()
     if YUNET.exists():
         shutil.copy(YUNET, cache / "models" / YUNET.name)
-    env = {**os.environ, "FACEPRINT_CACHE_DIR": str(cache), "FACEPRINT_DATABASE": url}
+    env = {**os.environ, "FACEPRINT_CACHE_DIR": str(cache)}
+    admin = None
+    if args.engine == "postgresql":
+        admin = psycopg.connect(args.pg, autocommit=True)
+        admin.execute(f'CREATE DATABASE "{name}"')
+        env["FACEPRINT_DATABASE"] = args.pg.rsplit("/", 1)[0] + "/" + name
+    else:
+        env.pop("FACEPRINT_DATABASE", None)
+        env["FACEPRINT_GALLERY"] = str(cache / "service.db")
     faceprint = [sys.executable, "-m", "faceprint.cli.main"]
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -122,7 +131,8 @@ def main() -> int:
                 files = [("files", (p, (FACES / p).read_bytes())) for p in photos]
                 c.post(f"/collections/load/people/{person}/faces", files=files).raise_for_status()
             c.post("/collections/load/identify", files={"file": (FACES / PROBES[0]).open("rb")})
-        print(f"{args.clients} clients, {args.seconds:g} s per run, {os.cpu_count()} CPU cores")
+        print(f"{args.engine}: {args.clients} clients, {args.seconds:g} s per run, "
+              f"{os.cpu_count()} CPU cores")  # fmt: skip
         rates, p50s, p99s, errors = [], [], [], 0
         for run in range(args.runs):
             rate, lat, errs = asyncio.run(_load(base, token, args.clients, args.seconds))
@@ -146,7 +156,8 @@ def main() -> int:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if admin is not None:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(cache, ignore_errors=True)
     return 1 if errors else 0
 

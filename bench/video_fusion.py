@@ -68,7 +68,7 @@ def main() -> None:
             max_blur=args.max_blur,
             max_noise=args.max_noise,
         )
-        with Gallery(Path(tmp) / "g.db") as gallery:
+        with Gallery.open(Path(tmp) / "g.db", create=True) as gallery:
             for person, files in enrol.items():
                 gallery.enroll(person, *(FACES / f for f in files))
             t0 = time.perf_counter()

@@ -68,6 +68,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """A whole number stored in a 32-bit column (1 .. 2,000,000,000)."""
+    value = int(_number(text, int))
+    if not 1 <= value <= 2_000_000_000:
+        raise argparse.ArgumentTypeError(f"{text} must be a whole number from 1 to 2000000000")
+    return value
+
+
 def top_k(text: str) -> int:
     value = int(_number(text, int))
     if not 1 <= value <= MAX_TOP_K:

@@ -12,7 +12,8 @@ import os
 import sys
 from typing import Any
 
-from faceprint.cli.args import UsageError, positive_int
+from faceprint.cli.args import UsageError, count, positive_int
+from faceprint.errors import FaceprintError
 
 
 def open_database(args: argparse.Namespace, *, create: bool) -> Any:
@@ -35,6 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port} is not a TCP port (1-65535)")
+    _check_listen(args.host, args.port)
     db = open_database(args, create=True)
     if db.kind == "sqlite":
         from faceprint.gallery.database import DEFAULT_COLLECTION
@@ -51,6 +53,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         db.close()
     return 0
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse clearly (exit 1) an address that cannot be listened on, before any work."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as exc:
+        raise FaceprintError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -134,8 +149,6 @@ def register(sub: Any, parents: Any) -> None:
     p.add_argument("--role", default="recognise", help="admin, enroll, recognise (comma list)")
     p.add_argument("--collections", default="", help="collection names (comma list) or '*'")
     p.add_argument("--rate", type=_rate, default=20.0, help="requests per second")
-    p.add_argument("--burst", type=positive_int, default=40, help="requests allowed at once")
-    p.add_argument(
-        "--daily-quota", type=positive_int, default=10_000, help="recognition queries per day"
-    )
+    p.add_argument("--burst", type=count, default=40, help="requests allowed at once")
+    p.add_argument("--daily-quota", type=count, default=10_000, help="recognition queries per day")
     p.set_defaults(func=cmd_keys)
