@@ -121,7 +121,7 @@ def test_memo_is_bounded(
 
 
 def test_cache_dir_that_is_a_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     not_a_dir = tmp_path / "cache-file"
     not_a_dir.write_text("I am a file")
@@ -140,7 +140,7 @@ def test_cache_dir_that_is_a_file(
     path = yunet_runner.model_path(YUNET_DIR)
     assert not path.is_relative_to(not_a_dir) and path.is_file()
     onnx.checker.check_model(str(path))
-    assert "for this run only" in capfd.readouterr().err
+    assert "for this run only" in caplog.text  # a note (faceprint.log), not a print
     assert not_a_dir.read_text() == "I am a file"
 
 
@@ -303,7 +303,7 @@ def test_read_only_cache(tmp_path: Path) -> None:
 
 
 def test_missing_yunet_falls_back_to_mmod_with_a_note(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from faceprint.detect import default_detector
 
@@ -312,7 +312,7 @@ def test_missing_yunet_falls_back_to_mmod_with_a_note(
     monkeypatch.setenv("FACEPRINT_OFFLINE", "1")
     monkeypatch.setenv("FACEPRINT_CACHE_DIR", str(tmp_path / "cache"))
     assert default_detector(tmp_path / "empty") == "mmod"
-    assert "note: YuNet model" in capsys.readouterr().err
+    assert "YuNet model" in caplog.text and "using the mmod detector" in caplog.text
 
 
 def test_wrong_yunet_file_is_an_error_not_a_silent_switch(

@@ -19,11 +19,13 @@ import pytest
 from faceprint.cli.main import main
 from faceprint.errors import FaceprintError
 from faceprint.eval import face_slices, slices
-from faceprint.eval.face_slices import AUTO, pitch
+from faceprint.eval.face_slices import AUTO
 from faceprint.eval.groups import read_groups
 from faceprint.eval.slices import Operating, wilson
 from faceprint.eval.templates import TemplateCache, compute
 from faceprint.models.packs import DEFAULT_PACK
+from faceprint.quality import pitch
+from faceprint.quality import score as quality_score
 
 from .conftest import FACES
 
@@ -240,14 +242,14 @@ def _face(drop: float, roll: float = 0.0, yaw_offset: float = 0.0) -> np.ndarray
 
 
 def test_pitch_from_the_nose_base() -> None:
-    assert pitch(_face(face_slices.NOSE_DROP)) == pytest.approx(0.0, abs=1e-6)
-    assert pitch(_face(face_slices.NOSE_DROP - 0.2)) > 10  # nose nearer the eyes: chin up
-    assert pitch(_face(face_slices.NOSE_DROP + 0.05)) < -5
+    assert pitch(_face(quality_score.NOSE_DROP)) == pytest.approx(0.0, abs=1e-6)
+    assert pitch(_face(quality_score.NOSE_DROP - 0.2)) > 10  # nose nearer the eyes: chin up
+    assert pitch(_face(quality_score.NOSE_DROP + 0.05)) < -5
     for roll in (-25.0, 15.0):  # roll does not change it
         assert pitch(_face(0.6, roll)) == pytest.approx(pitch(_face(0.6)), abs=1e-6)
     # the projection model: drop = h cos(p) - d sin(p)
     p = math.radians(pitch(_face(0.6)))
-    h, d = face_slices.NOSE_DROP, face_slices.NOSE_DEPTH
+    h, d = quality_score.NOSE_DROP, quality_score.NOSE_DEPTH
     assert h * math.cos(p) - d * math.sin(p) == pytest.approx(0.6)
 
 

@@ -143,11 +143,10 @@ def parse_shape_predictor(data: bytes, what: str = "shape predictor") -> ShapePr
 
 def read_shape_predictor(path: Path | str) -> ShapePredictorModel:
     """Read a dlib shape predictor file; ModelError if it is missing, truncated or foreign."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read shape predictor {path}: {exc}") from exc
+    from faceprint.io import read_file
+    from faceprint.models.store import MAX_MODEL_BYTES
+
+    data = read_file(path, MAX_MODEL_BYTES, error=ModelError)
     return parse_shape_predictor(data, str(path))
 
 

@@ -1,6 +1,6 @@
-"""The ``faceprint`` command: the core commands (enroll, identify, verify, people, forget)
-and the registry of the others. Every command calls the core (Gallery, enroll, verify);
-none re-implements a rule."""
+"""The ``faceprint`` command: the core commands (enroll, identify, verify, forget) and the
+registry of the others (``people`` is with the photo-library commands, cli/library.py).
+Every command calls the core (Gallery, enroll, verify); none re-implements a rule."""
 
 from __future__ import annotations
 
@@ -171,19 +171,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_people(args: argparse.Namespace) -> int:
-    with open_gallery(args, read_only=True) as gallery:
-        people = gallery.people()
-    if args.json:
-        out = [{"name": p.name, "templates": p.templates, "metadata": p.metadata} for p in people]
-        print(json.dumps(out, indent=2))
-    else:
-        for p in people:
-            print(f"{p.name}\t{p.templates} template{'s' if p.templates != 1 else ''}")
-        print(f"{len(people)} people in {args.gallery}", file=sys.stderr)
-    return 0
-
-
 def cmd_forget(args: argparse.Namespace) -> int:
     """Erase a person from every store named, as one decision: everything is checked
     first (the gallery, each encrypted gallery and its keys), then erased everywhere."""
@@ -231,6 +218,7 @@ COMMAND_MODULES: list[str] = [
     "faceprint.cli.video",
     "faceprint.cli.analyze",
     "faceprint.cli.privacy",
+    "faceprint.cli.library",
 ]
 
 
@@ -270,10 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--require-live", action="store_true", help="refuse faces judged photo/screen")
     p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser("people", parents=[common], help="list enrolled people")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_people)
 
     p = sub.add_parser("forget", parents=[common], help="erase a person and all their templates")
     p.add_argument("name")

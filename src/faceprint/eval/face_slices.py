@@ -13,13 +13,8 @@ Two kinds of attribute:
   by its probe photo (side b), a search by its probe; a probe without a detected face is
   in the group "no face". Degraded conditions are sliced by the degraded probe's face.
 
-Pitch (:func:`pitch`): the nose base's drop below the eye line, in eye-centre distances
-and corrected for yaw, is ``v = h cos(p) - d sin(p)`` for a head pitched up by ``p``, with
-``h`` the drop on level faces (:data:`NOSE_DROP`, the median over the near-frontal faces
-of ../shared/lfw-dev) and ``d`` the depth of the nose base in front of the eye centres
-(:data:`NOSE_DEPTH`, an anthropometric guess); solved for ``p``. Rough (a few degrees of
-spread on level faces, and head-down beyond ``atan(d/h)`` cannot be told apart) but
-enough for bands.
+Pitch and yaw come from :func:`faceprint.quality.pitch` and :func:`faceprint.quality.pose`
+(rough, but enough for bands).
 """
 
 from __future__ import annotations
@@ -39,14 +34,8 @@ from faceprint.eval.pairs import Pair
 from faceprint.eval.slices import Cell, Operating
 from faceprint.eval.templates import FaceRecord, Templates
 from faceprint.models.packs import DEFAULT_PACK, Pack
-from faceprint.quality import pose
+from faceprint.quality import pitch, pose
 
-#: Depth of the nose base in front of the eye centres, in eye-centre distances (assumed).
-NOSE_DEPTH = 0.4
-#: Drop of the nose base below the eye line on level faces, in eye-centre distances: the
-#: median over the 1,143 faces of ../shared/lfw-dev with |yaw| < 10 degrees (YuNet + dlib
-#: landmarks; interquartile range 0.69 to 0.80).
-NOSE_DROP = 0.75
 NO_FACE = "no face"
 RULE_LABELS = (
     "a pair is in a group when both photos are; otherwise in the cross-group cell of its two groups"
@@ -58,24 +47,6 @@ RULE_PROBE_SEARCH = "by the probe (the search photo)"
 def eye_distance(landmarks: np.ndarray) -> float:
     pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     return float(math.dist(pts[0:2].mean(axis=0), pts[2:4].mean(axis=0)))
-
-
-def pitch(landmarks: np.ndarray) -> float:
-    """Head pitch in degrees (positive: chin up) from dlib's 5 points; see the module doc."""
-    pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    eye_a, eye_b = pts[0:2].mean(axis=0), pts[2:4].mean(axis=0)
-    left, right = (eye_a, eye_b) if eye_a[0] <= eye_b[0] else (eye_b, eye_a)
-    dx, dy = right - left
-    dist = math.hypot(dx, dy)
-    if dist < 1e-6:
-        return 0.0
-    # image y grows downwards; (-dy, dx) is "down" in the face's frame after undoing roll
-    drop = float(np.dot(pts[4] - (left + right) / 2, (-dy / dist, dx / dist))) / dist
-    yaw = pose(pts)[0]
-    drop *= math.cos(math.radians(yaw))  # eye distance shrinks with yaw, the drop does not
-    radius = math.hypot(NOSE_DROP, NOSE_DEPTH)
-    phase = math.atan2(NOSE_DEPTH, NOSE_DROP)
-    return math.degrees(math.acos(max(-1.0, min(1.0, drop / radius))) - phase)
 
 
 @dataclass(frozen=True)

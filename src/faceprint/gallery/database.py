@@ -43,6 +43,29 @@ class Tx(Protocol):
     def rowcount(self) -> int: ...
 
 
+class BaseTx:
+    """What both engines' transactions share: ``one`` and ``rowcount`` over ``_run``."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._rowcount = 0
+
+    def _run(self, sql: str, args: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
+        raise NotImplementedError
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        rows, self._rowcount = self._run(sql, args)
+        return rows
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        rows = self.execute(sql, args)
+        return rows[0] if rows else None
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+
 #: A component's migrations per engine: a list of SQL scripts, applied in order.
 Migrations = dict[str, list[str]]
 

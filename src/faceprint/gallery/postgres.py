@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from faceprint.errors import GalleryError
 from faceprint.gallery import schema
-from faceprint.gallery.database import Conflict, Database, Tx
+from faceprint.gallery.database import BaseTx, Conflict, Database, Tx
 
 if TYPE_CHECKING:
     from faceprint.gallery.store import Candidate, Store
@@ -37,13 +37,12 @@ CREATE INDEX IF NOT EXISTS templates_vec_hnsw ON templates USING hnsw (vec vecto
 """
 
 
-class _Tx:
+class _Tx(BaseTx):
     def __init__(self, conn: psycopg.Connection[Any], where: str) -> None:
+        super().__init__(where)
         self.conn = conn
-        self.where = where
-        self._rowcount = 0
 
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _run(self, sql: str, args: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
         try:
             cur = self.conn.execute(sql, tuple(args) if args else None)
             rows = cur.fetchall() if cur.description is not None else []
@@ -53,16 +52,9 @@ class _Tx:
             raise GalleryError(f"{self.where}: refused ({exc.diag.message_primary})") from None
         except psycopg.OperationalError as exc:
             raise GalleryError(f"{self.where}: database unavailable ({exc})") from None
-        self._rowcount = cur.rowcount
-        return [tuple(r) for r in rows]
-
-    def one(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        rows = self.execute(sql, args)
-        return rows[0] if rows else None
-
-    @property
-    def rowcount(self) -> int:
-        return self._rowcount
+        except psycopg.Error as exc:
+            raise GalleryError(f"{self.where}: refused ({exc})") from None
+        return [tuple(r) for r in rows], cur.rowcount
 
 
 class PostgresDatabase(Database):

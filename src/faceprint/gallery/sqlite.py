@@ -22,7 +22,7 @@ from typing import Any
 
 from faceprint.errors import GalleryError
 from faceprint.gallery import schema
-from faceprint.gallery.database import Conflict, Database, Tx
+from faceprint.gallery.database import BaseTx, Conflict, Database, Tx
 from faceprint.log import note
 
 #: ``PRAGMA application_id`` of faceprint galleries ("FPRT").
@@ -30,15 +30,14 @@ APPLICATION_ID = 0x46505254
 _HEADER = b"SQLite format 3\x00"
 
 
-class _Tx:
+class _Tx(BaseTx):
     """A transaction on the one connection (the caller holds the lock)."""
 
     def __init__(self, conn: sqlite3.Connection, where: str) -> None:
+        super().__init__(where)
         self.conn = conn
-        self.where = where
-        self._rowcount = 0
 
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _run(self, sql: str, args: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
         try:
             cur = self.conn.execute(sql.replace("%s", "?"), tuple(args))
             rows = cur.fetchall()
@@ -57,16 +56,9 @@ class _Tx:
             ) from None
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.where}: damaged gallery ({exc})") from None
-        self._rowcount = cur.rowcount
-        return [tuple(r) for r in rows]
-
-    def one(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        rows = self.execute(sql, args)
-        return rows[0] if rows else None
-
-    @property
-    def rowcount(self) -> int:
-        return self._rowcount
+        except OverflowError:
+            raise GalleryError(f"{self.where}: a number is out of range") from None
+        return [tuple(r) for r in rows], cur.rowcount
 
 
 def _check_file(path: Path, create: bool) -> bool:

@@ -9,6 +9,7 @@ runs against both engines.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -54,6 +55,13 @@ class Store:
     def write(self) -> AbstractContextManager[Tx]:
         """A transaction that locks this collection and bumps its generation."""
         return self.db.collection_write(self.collection_id, self.where)
+
+    def _writing(self, tx: Tx | None) -> AbstractContextManager[Tx]:
+        """A new :meth:`write` transaction, or the caller's own ``tx`` (from :meth:`write`),
+        so a component (the photo library) changes people and templates in the same
+        transaction as its own rows. With ``tx`` the caller commits, and calls
+        ``db.after_erase()`` after a removal."""
+        return self.write() if tx is None else contextlib.nullcontext(tx)
 
     def _person_id(self, tx: Tx, name: str) -> int:
         row = tx.one(
@@ -120,11 +128,16 @@ class Store:
                 raise Conflict(f"person {name!r} already exists in {self.where}") from None
 
     def update_person(
-        self, name: str, *, new_name: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        name: str,
+        *,
+        new_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tx: Tx | None = None,
     ) -> None:
         """Rename a person (NotFoundError, or Conflict if the new name is taken) and/or
         replace their metadata."""
-        with self.write() as tx:
+        with self._writing(tx) as tx:
             pid = self._person_id(tx, name)
             if new_name is not None:
                 try:
@@ -164,16 +177,17 @@ class Store:
             )
         return int(row[0]) if row else 0
 
-    def remove(self, name: str) -> int:
+    def remove(self, name: str, *, tx: Tx | None = None) -> int:
         """Erase a person and every template of theirs; returns how many templates went.
         Freed storage is scrubbed where the engine allows (SQLite: zeroed pages and a
         truncated WAL; PostgreSQL: VACUUM of the tables)."""
-        with self.write() as tx:
-            pid = self._person_id(tx, name)
-            row = tx.one("SELECT COUNT(*) FROM templates WHERE person_id = %s", (pid,))
-            tx.execute("DELETE FROM templates WHERE person_id = %s", (pid,))
-            tx.execute("DELETE FROM people WHERE id = %s", (pid,))
-        self.db.after_erase()
+        with self._writing(tx) as wtx:
+            pid = self._person_id(wtx, name)
+            row = wtx.one("SELECT COUNT(*) FROM templates WHERE person_id = %s", (pid,))
+            wtx.execute("DELETE FROM templates WHERE person_id = %s", (pid,))
+            wtx.execute("DELETE FROM people WHERE id = %s", (pid,))
+        if tx is None:
+            self.db.after_erase()
         return int(row[0]) if row else 0
 
     # -- templates -------------------------------------------------------------------------
@@ -184,6 +198,7 @@ class Store:
         *,
         pack: str,
         metadata: dict[str, Any] | None = None,
+        tx: Tx | None = None,
     ) -> Added:
         """Store templates for a person (created if new), all in one transaction.
 
@@ -196,7 +211,7 @@ class Store:
         checked = check_templates(templates)
         now = time.time()
         out = Added()
-        with self.write() as tx:
+        with self._writing(tx) as tx:
             existing = tx.one(
                 "SELECT pack, dim FROM templates WHERE collection_id = %s LIMIT 1",
                 (self.collection_id,),
@@ -276,22 +291,25 @@ class Store:
             for r in rows
         ]
 
-    def remove_template(self, template_id: int, *, person: str | None = None) -> None:
+    def remove_template(
+        self, template_id: int, *, person: str | None = None, tx: Tx | None = None
+    ) -> None:
         """Erase one template (of ``person``, when given); NotFoundError if there is none."""
-        with self.write() as tx:
+        with self._writing(tx) as wtx:
             if person is not None:
-                pid = self._person_id(tx, person)
-                tx.execute(
+                pid = self._person_id(wtx, person)
+                wtx.execute(
                     "DELETE FROM templates WHERE id = %s AND person_id = %s", (template_id, pid)
                 )
             else:
-                tx.execute(
+                wtx.execute(
                     "DELETE FROM templates WHERE id = %s AND collection_id = %s",
                     (template_id, self.collection_id),
                 )
-            if tx.rowcount == 0:
+            if wtx.rowcount == 0:
                 raise NotFoundError(f"no template {template_id} in {self.where}")
-        self.db.after_erase()
+        if tx is None:
+            self.db.after_erase()
 
     def has_image(self, image_sha256: str) -> bool:
         with self.db.reading() as tx:

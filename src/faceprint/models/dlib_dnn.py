@@ -142,12 +142,10 @@ def _resolve_tags(layers: list[Layer], r: ByteReader) -> None:
 
 def load_dnn(path: Path | str) -> DnnModel:
     """Read and parse a dlib DNN ``.dat`` file."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {p}: {exc}") from exc
-    return parse_dnn(data, str(p))
+    from faceprint.io import read_file
+    from faceprint.models.store import MAX_MODEL_BYTES
+
+    return parse_dnn(read_file(path, MAX_MODEL_BYTES, error=ModelError), str(path))
 
 
 # ------------------------------------------------------------------ coordinates

@@ -44,6 +44,10 @@ class ModelNotFoundError(ModelError):
     """No copy of a model file could be found or downloaded (as opposed to a wrong one)."""
 
 
+#: Largest model file read (the biggest faceprint knows is 22 MB).
+MAX_MODEL_BYTES = 1 << 30
+
+
 @dataclass(frozen=True)
 class ModelFile:
     """One model file, described as data.
