@@ -34,7 +34,7 @@ from faceprint.errors import (
 )  # fmt: skip
 from faceprint.gallery.database import Conflict, Database
 from faceprint.models.packs import DEFAULT_PACK
-from faceprint.service import routes_gallery, routes_recognise
+from faceprint.service import routes_gallery, routes_library, routes_recognise
 from faceprint.service.auth import KeyRing
 from faceprint.service.batching import MicroBatcher
 from faceprint.service.deps import DEFAULT_MAX_UPLOAD, ServiceState, client_address
@@ -44,7 +44,7 @@ from faceprint.service.routes_gallery import MAX_FILES
 PAGE = Path(__file__).with_name("static") / "index.html"
 #: Multipart framing allowed on top of the per-file limit.
 _OVERHEAD = 64 * 1024
-_UNAUDITED = ("/", "/health", "/version", "/openapi.json", "/docs")
+_UNAUDITED = ("/", "/people", "/health", "/version", "/openapi.json", "/docs")
 log = logging.getLogger("faceprint.service")
 
 
@@ -105,6 +105,7 @@ def create_app(
     )  # fmt: skip
     app.include_router(routes_gallery.router)
     app.include_router(routes_recognise.router)
+    app.include_router(routes_library.router)
     body_limit = max_upload * MAX_FILES + _OVERHEAD
 
     @app.exception_handler(FaceprintError)
