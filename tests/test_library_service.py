@@ -156,7 +156,7 @@ def test_people_page_names_merges_splits_and_moves_in_chromium(
     opts.binary_location = str(CHROMIUM)
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update",
-                "--window-size=1100,560"):  # fmt: skip
+                "--window-size=1180,760"):  # fmt: skip
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=DriverService(str(CHROMEDRIVER)))
     api = service.client(service.admin)
@@ -242,6 +242,9 @@ def test_people_page_names_merges_splits_and_moves_in_chromium(
             ".filter((i) => i.naturalWidth > 0).length"
         )
         assert loaded >= len(ang_faces) + len(mark["faces"])  # thumbnails came through the API
+        driver.execute_script("document.getElementById('target').value = '';")
+        height = driver.execute_script("return document.documentElement.scrollHeight;")
+        driver.set_window_size(1180, min(int(height) + 40, 2000))  # the whole page
         shot = tmp_path / "people.png"
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
