@@ -102,7 +102,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"indexed {report.analysed} new photo(s) with {report.faces} face(s) in {seconds:.1f} s "
         f"({rate:.1f} photos/s, {report.faces / max(seconds, 1e-9):.1f} faces/s); "
         f"{report.unchanged} unchanged, {report.copies} copies of known photos, "
-        f"{report.removed} gone ({report.faces_removed} faces dropped)"
+        f"{report.removed} gone ({report.faces_removed} face(s) dropped)"
     )
     if report.named_from_xmp:
         print(f"{report.named_from_xmp} face(s) named from XMP face regions")
@@ -149,7 +149,7 @@ def cmd_people(args: argparse.Namespace) -> int:
               f"face {rep.id} in {rep.photo}")  # fmt: skip
     named = sum(1 for g in shown.people if g.name)
     print(f"{named} named people, {len(shown.people) - named} unnamed clusters, "
-          f"{len(shown.unassigned)} faces in no cluster", file=sys.stderr)  # fmt: skip
+          f"{len(shown.unassigned)} face(s) in no cluster", file=sys.stderr)  # fmt: skip
     return 0
 
 
