@@ -33,7 +33,8 @@ def clean(labels: np.ndarray) -> np.ndarray:
 
 def metrics(pred: np.ndarray, lib: Labelled) -> dict[str, float]:
     """Pairwise and BCubed precision / recall / F1 over the labelled faces; unassigned faces
-    count as clusters of their own."""
+    count as clusters of their own. ``split``: true people (2+ labelled faces) spread over
+    several groups; ``mixed``: groups holding labelled faces of several people."""
     full = clean(pred)
     idx = lib.labelled
     lab = full[idx].copy()
@@ -55,12 +56,16 @@ def metrics(pred: np.ndarray, lib: Labelled) -> dict[str, float]:
     pr = tp / true_pairs if true_pairs else 1.0
     true_single = ts[t] == 1
     clusters = np.unique(full[full >= 0])
+    nonzero = both > 0
+    split = int((nonzero[:, ts > 1].sum(0) > 1).sum())  # people spread over several groups
+    mixed = int((nonzero[ps > 1].sum(1) > 1).sum())  # groups holding several people
     return {
         "pP": pp, "pR": pr, "pF1": 2 * pp * pr / (pp + pr) if pp + pr else 0.0,
         "bP": bp, "bR": br, "bF1": 2 * bp * br / (bp + br),
         "clusters": float(len(clusters)),
         "people": float((ts > 1).sum()),
         "single_unassigned": float(np.mean(solo[true_single])),
+        "split": float(split), "mixed": float(mixed),
     }  # fmt: skip
 
 

@@ -191,13 +191,14 @@ def row(name: str, m: dict[str, float], seconds: float) -> str:
     return (
         f"| {name} | {m['pP']:.3f} | {m['pR']:.3f} | {m['pF1']:.3f} | {m['bP']:.3f} | "
         f"{m['bR']:.3f} | {m['bF1']:.3f} | {m['clusters']:.0f} / {m['people']:.0f} | "
-        f"{m['single_unassigned']:.3f} | {seconds:.2f} |"
+        f"{m['single_unassigned']:.3f} | {m['split']:.0f} / {m['mixed']:.0f} | {seconds:.2f} |"
     )
 
 
 HEADER = (
     "| method | pair P | pair R | pair F1 | BCubed P | BCubed R | BCubed F1 | clusters / "
-    "people | singletons unassigned | s |\n|---|---|---|---|---|---|---|---|---|---|"
+    "people | singletons unassigned | people split / clusters mixed | s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
