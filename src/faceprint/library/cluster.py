@@ -32,12 +32,13 @@ per-pair FMR of 1e-5, clusters merge at 1e-4. A library of N faces holds ~N^2/2 
 pairs (1.9 million for the 1,955-face bench library), so at 1e-3 thousands of false pairs
 would chain people together; a merge of clusters rests on the mean of many pairs, which is
 why it may use a looser threshold than two lone faces. Measured on the bench library (faces
-+ lfw-dev): pairwise precision 0.87 at recall 0.86 (F1 0.87, the best of the variants
-tried). Centroid linkage at 1e-5 was more precise (0.95, recall 0.78) but falls off a cliff
-when the threshold is slightly looser (precision 0.90 at 2e-5, 0.56 at 5e-5, 0.24 at 1e-4:
-a large cluster's mean attracts impostors), and at 300k synthetic faces it split its largest
-people; average linkage degrades gracefully (0.96 at 1e-5 to 0.81 at 1e-4 without the pair
-threshold), so a calibration a little off does not wreck a library.
++ lfw-dev, 1,955 faces, YuNet): pairwise precision 0.951 at recall 0.840 (F1 0.892, BCubed
+F1 0.989), the best of the variants tried with the quality gate (``--sweep``). Centroid
+linkage is as precise at 1e-5 (0.963, recall 0.793) but falls off a cliff when the
+threshold is looser (precision 0.38 at 1e-4, 0.02 at 1e-3: a large cluster's mean attracts
+impostors), and at 300k synthetic faces it split its largest people; average linkage
+degrades gracefully (0.98 at 1e-5, 0.84 at 1e-4, 0.39 at 1e-3 without the pair threshold),
+so a calibration a little off does not wreck a library.
 """
 
 from __future__ import annotations
