@@ -418,7 +418,7 @@ def test_calibrate_stores_threshold_that_identify_uses(
     assert code in (0, 4) and json.loads(out)["faces"][0]["threshold"] == round(expected, 4)
     # bad inputs: no results file, unknown condition
     code, _, err = run(capsys, "calibrate", "--from", str(tmp_path / "x.json"), "--fmr", "0.1")
-    assert code == 1 and "not found" in err
+    assert code == 1 and "no such file" in err
     code, _, err = run(
         capsys, "calibrate", "--from", str(identify_out / "results.json"), "--fmr", "0.1",
         "--condition", "blur:9",

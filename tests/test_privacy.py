@@ -140,7 +140,7 @@ def test_key_files_refused_clearly(
     assert (os.stat(keys / SECRET_FILE).st_mode & 0o777) == 0o600
     other = tmp_path / "other"
     create_keys(other)
-    with pytest.raises(GalleryError, match="wrong keys"):
+    with pytest.raises(KeyFileError, match="wrong keys"):  # exit 8, as the README says
         MatchingServer(enc, other)
     broken = tmp_path / "broken"
     shutil.copytree(keys, broken)

@@ -76,6 +76,22 @@ def count(text: str) -> int:
     return value
 
 
+def at_least_zero(text: str) -> int:
+    """A whole number from 0 to 1000000."""
+    value = int(_number(text, int))
+    if value < 0 or value > 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text} must be a whole number from 0 to 1000000")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number from 0 to 2**32 - 1."""
+    value = int(_number(text, int))
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text} must be a whole number from 0 to {2**32 - 1}")
+    return value
+
+
 def top_k(text: str) -> int:
     value = int(_number(text, int))
     if not 1 <= value <= MAX_TOP_K:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from faceprint.cli import args as cli_args
 from faceprint.errors import FaceprintError
 
 
@@ -19,7 +20,9 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="probe-side degradations, e.g. blur:3,downscale:4,jpeg:10,noise:0.05,elastic:4/10",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for splits, folds, degradations")
+    p.add_argument(
+        "--seed", type=cli_args.seed, default=0, help="seed for splits, folds, degradations"
+    )
     p.add_argument(
         "--on-no-face",
         choices=["fail", "centre"],
@@ -68,7 +71,9 @@ def register(sub: Any, parents: Any) -> None:
         help="threshold for a target false-match rate from an eval's results.json",
     )
     p.add_argument("--from", dest="results", type=Path, required=True, help="results.json")
-    p.add_argument("--fmr", type=float, required=True, help="target false-match rate, e.g. 1e-3")
+    p.add_argument(
+        "--fmr", type=cli_args.rate, required=True, help="target false-match rate, e.g. 1e-3"
+    )
     p.add_argument("--condition", default="clean", help="which condition's scores (clean)")
     p.add_argument("--store", action="store_true", help="save it in the gallery's settings")
     p.set_defaults(func=cmd_calibrate)
@@ -122,6 +127,7 @@ def cmd_eval_pairs(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise FaceprintError("--folds must be at least 2")
     degradations = degrade.parse(args.degrade)
+    cli_args.out_dir(args.out)
     pairs = read_pairs(args.root, args.pairs, folds=args.folds, seed=args.seed)
     groups = _groups(args)
     results = run_pairs(
@@ -146,6 +152,7 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
     from faceprint.io.folders import people_folders
 
     degradations = degrade.parse(args.degrade)
+    cli_args.out_dir(args.out)
     people, problems = people_folders(args.root)
     for path, reason in problems:
         print(f"faceprint: skipped {path}: {reason}", file=sys.stderr)
@@ -179,11 +186,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not cal.resolved:
         print(
             f"faceprint: warning: {cal.impostors} impostor scores cannot measure a rate of "
-            f"{cal.fmr:g} (needs {int(1 / cal.fmr + 0.5)}); the threshold is just above the "
+            f"{cal.fmr:g} (needs {round(1 / cal.fmr):g}); the threshold is just above the "
             f"highest impostor score",
             file=sys.stderr,
         )
     if args.store:
-        calibrate.store(args.gallery, cal)
+        calibrate.store(args.gallery, cal, collection=args.collection)
         print(f"stored in {args.gallery}: identification now uses threshold {cal.threshold:.4f}")
     return 0

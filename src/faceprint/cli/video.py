@@ -4,21 +4,40 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import IO, Any
 
+from faceprint.cli import args as cli_args
 from faceprint.errors import FaceprintError
 
 
 def _open_events(path: str | None, stack: contextlib.ExitStack) -> IO[str]:
+    """stdout, or the file named (a named pipe only when a program reads it: opening one
+    for writing would otherwise wait for a reader forever)."""
     if path is None or path == "-":
         return sys.stdout
     try:
-        return stack.enter_context(Path(path).open("w", encoding="utf-8"))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise FaceprintError(f"{path}: a named pipe that no program reads") from None
         raise FaceprintError(f"{path}: cannot write events ({exc.strerror})") from exc
+    os.set_blocking(fd, True)
+    return stack.enter_context(os.fdopen(fd, "w", encoding="utf-8"))
+
+
+def _check_outputs(args: argparse.Namespace) -> Path | None:
+    """The outputs, checked before any work: the thumbs folder (made) and the video file
+    (a new or regular file: writing into a FIFO or device would block or fail late)."""
+    if args.draw is not None:
+        draw = Path(args.draw)
+        if draw.exists() and not draw.is_file():
+            raise cli_args.UsageError(f"{draw}: exists and is not a regular file")
+    return cli_args.out_dir(Path(args.thumbs)) if args.thumbs else None
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -30,9 +49,10 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     if args.every < 1:
         raise FaceprintError("--every must be 1 or more")
+    thumbs = _check_outputs(args)
     with contextlib.ExitStack() as stack:
         gallery = None
-        if args.gallery.exists():
+        if args.gallery.exists() or args.gallery.is_symlink():  # a loop is refused, not absent
             gallery = stack.enter_context(
                 Gallery.open(
                     args.gallery,
@@ -62,7 +82,7 @@ def cmd_video(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             fmr=args.fmr,
             tracker=Tracker(min_hits=args.min_hits, max_missed=args.max_missed),
-            thumbs_dir=args.thumbs,
+            thumbs_dir=thumbs,
         )
         writer = None
         tracks: list[Any] = []
@@ -105,8 +125,11 @@ def register(subparsers: Any, parents: Any) -> None:
     )
     p.add_argument("--draw", metavar="OUT.mp4", help="write an annotated video (boxes, ids, names)")
     p.add_argument("--thumbs", metavar="DIR", help="save each track's best face as DIR/track_N.jpg")
-    p.add_argument("--min-hits", type=int, default=3, help="detections to confirm a track")
     p.add_argument(
-        "--max-missed", type=int, default=10, help="processed frames without a face to end a track"
+        "--min-hits", type=cli_args.positive_int, default=3, help="detections to confirm a track"
     )
+    p.add_argument(
+        "--max-missed", type=cli_args.at_least_zero, default=10,
+        help="processed frames without a face to end a track",
+    )  # fmt: skip
     p.set_defaults(func=cmd_video)

@@ -30,6 +30,8 @@ from faceprint.types import Image
 KINDS = ("blur", "downscale", "jpeg", "noise", "elastic")
 #: The image side the elastic parameters are expressed for (LFW's 250 x 250).
 ELASTIC_REFERENCE_SIDE = 250.0
+#: Largest blur sigma, downscale factor and elastic amplitude or smoothness (pixels).
+MAX_PIXELS_PARAM = 100.0
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,12 @@ def _check(d: Degradation) -> Degradation:
     want = len(_DEFAULTS[d.kind])
     if len(p) != want:
         raise FaceprintError(f"degradation {d.kind} takes {want} parameter(s), got {len(p)}")
-    ok = {
-        "blur": p[0] > 0,
-        "downscale": p[0] >= 1,
+    ok = {  # upper bounds too: a huge blur or warp kernel would run for hours
+        "blur": 0 < p[0] <= MAX_PIXELS_PARAM,
+        "downscale": 1 <= p[0] <= MAX_PIXELS_PARAM,
         "jpeg": 1 <= p[0] <= 100,
         "noise": 0 <= p[0] <= 1,
-        "elastic": p[0] >= 0 and p[-1] > 0,
+        "elastic": 0 <= p[0] <= MAX_PIXELS_PARAM and 0 < p[-1] <= MAX_PIXELS_PARAM,
     }[d.kind]
     if not ok:
         raise FaceprintError(f"degradation {d.name}: parameter out of range")

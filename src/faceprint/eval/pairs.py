@@ -20,6 +20,8 @@ from faceprint.eval.metrics import assign_folds
 
 _TRUE = {"yes", "y", "1", "true", "t", "same", "match", "genuine", "mated"}
 _FALSE = {"no", "n", "0", "false", "f", "different", "diff", "nonmatch", "impostor", "nonmated"}
+#: Largest pairs file read (a million pairs of long paths fit).
+MAX_PAIRS_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def parse_label(value: str) -> bool:
 
 def read_csv(root: Path, path: Path, folds: int = 10, seed: int = 0) -> list[Pair]:
     """CSV of (file_a, file_b, label) -> pairs with seeded folds."""
-    rows = list(csv.reader(_read_text(path).splitlines()))
+    rows = _csv_rows(_read_text(path), path)
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if len(rows) < 2:
         raise FaceprintError(f"{path}: no pairs (expected a header and rows file_a,file_b,same)")
@@ -131,9 +133,21 @@ def read_pairs(root: Path, path: Path, *, folds: int = 10, seed: int = 0) -> lis
 
 
 def _read_text(path: Path) -> str:
+    """The pairs file's text: a regular file of at most MAX_PAIRS_BYTES (a FIFO, a device or
+    a huge file is refused without being read), in UTF-8."""
+    from faceprint.io import read_file
+
+    if not path.exists() and not path.is_symlink():
+        raise FaceprintError(f"{path}: pairs file not found")
+    data = read_file(path, MAX_PAIRS_BYTES, error=FaceprintError)
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FaceprintError(f"{path}: pairs file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FaceprintError(f"{path}: cannot read the pairs file ({exc})") from None
+
+
+def _csv_rows(text: str, path: Path) -> list[list[str]]:
+    try:
+        return list(csv.reader(text.splitlines()))
+    except csv.Error as exc:  # e.g. a field longer than the csv module's limit
         raise FaceprintError(f"{path}: cannot read the pairs file ({exc})") from None

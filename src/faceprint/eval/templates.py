@@ -20,7 +20,6 @@ hashing. A cache of another :data:`CACHE_FORMAT` is recomputed.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -170,7 +169,7 @@ def compute(
 
     from faceprint.detect import detect
     from faceprint.embed import embed_many
-    from faceprint.io import load_image
+    from faceprint.io import file_sha256, load_image
 
     if on_no_face not in ON_NO_FACE:
         raise FaceprintError(f"--on-no-face must be one of {', '.join(ON_NO_FACE)}")
@@ -183,7 +182,7 @@ def compute(
     out = Templates(condition)
     todo: list[tuple[Path, str]] = []
     for path in dict.fromkeys(files):
-        key = f"{hashlib.sha256(path.read_bytes()).hexdigest()}|{suffix}"
+        key = f"{file_sha256(path)}|{suffix}"  # capped, regular files only (io.files)
         if key in cache.entries:
             _record(out, path, cache.entries[key])
         else:

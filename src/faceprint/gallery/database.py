@@ -203,6 +203,7 @@ class Database:
         ``create``)."""
         from faceprint.gallery.store import Store
 
+        name = check_collection(name)  # a name no collection can have is refused, not looked up
         with self.reading() as tx:
             row = tx.one("SELECT id FROM collections WHERE name = %s", (name,))
         if row is None and create:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.errors import GalleryError, NoFaceError
+from faceprint.errors import GalleryError, NoFaceError, NotFoundError
 from faceprint.gallery import enroll as enrollment
 from faceprint.gallery.database import DEFAULT_COLLECTION
 from faceprint.gallery.store import Added, Candidate, Person, Store
@@ -249,7 +249,8 @@ class Gallery:
         from faceprint.detect.subject import subject
         from faceprint.io import load_image
 
-        self.store.get(name)  # NotFoundError before any work
+        if self.store.get(name).templates == 0:  # NotFoundError before any work
+            raise NotFoundError(f"{name!r} has no face templates in {self.store.where}")
         if isinstance(photo, Face):
             face: Face | None = photo
         else:

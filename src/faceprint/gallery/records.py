@@ -3,8 +3,9 @@ every write goes through, whatever the engine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,13 +87,25 @@ def check_templates(templates: Sequence[NewTemplate]) -> list[NewTemplate]:
     return out
 
 
+#: Characters no name may hold besides controls: bidi overrides and isolates (a name
+#: that reads differently from what it is), U+FFFD (text that was not valid UTF-8), line
+#: and paragraph separators. Zero-width joiners stay (Persian and Indic names use them).
+_REFUSED = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufffd\u2028\u2029")
+
+
+def _bad_char(c: str) -> bool:
+    o = ord(c)
+    return o < 32 or 127 <= o < 160 or 0xD800 <= o < 0xE000 or c in _REFUSED
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str):
         raise GalleryError("a person name must be text")
     name = name.strip()
-    if not name or len(name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if not name or len(name) > MAX_NAME or any(_bad_char(c) for c in name):
         raise GalleryError(
-            f"invalid person name {name[:40]!r}: 1 to {MAX_NAME} characters, no control characters"
+            f"invalid person name {name[:40]!r}: 1 to {MAX_NAME} characters, no control "
+            "characters, bidi overrides or U+FFFD (text that was not UTF-8)"
         )
     return name
 
@@ -114,3 +127,19 @@ def _metadata(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GalleryError(f"{where}: a person's stored metadata is damaged")
     return data
+
+
+@contextlib.contextmanager
+def _stored(where: str) -> Iterator[None]:
+    """Values read back from storage: one of the wrong type (a tampered SQLite file, whose
+    columns hold anything) is a damaged gallery, never a crash."""
+    try:
+        yield
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise GalleryError(f"{where}: damaged gallery (a stored value: {exc})") from None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not text")
+    return value

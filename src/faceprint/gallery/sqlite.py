@@ -210,7 +210,8 @@ class SqliteDatabase(Database):
     _conn_is_memory = False
 
     def _outdated(self) -> bool:
-        """Whether a current-format gallery's schema is older than this faceprint's."""
+        """Whether a current-format gallery's schema differs from this faceprint's (older:
+        read through an upgraded copy; newer: refused by ``migrate``, as for writers)."""
         try:
             row = self._conn.execute(
                 "SELECT version FROM faceprint_schema WHERE component = 'gallery'"
@@ -223,7 +224,7 @@ class SqliteDatabase(Database):
             raise GalleryError(
                 f"{self.path}: damaged gallery (schema version {row[0]!r})"
             ) from None
-        return version < len(schema.GALLERY["sqlite"])
+        return version != len(schema.GALLERY["sqlite"])
 
     def _memory_copy(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         memory = sqlite3.connect(":memory:", **_OPTIONS)

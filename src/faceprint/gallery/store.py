@@ -28,6 +28,8 @@ from faceprint.gallery.records import (
     Template,
     _json,
     _metadata,
+    _stored,
+    _text,
     check_name,
     check_templates,
 )
@@ -157,7 +159,9 @@ class Store:
             "ORDER BY p.name",
             (self.collection_id, *args),
         )
-        return [Person(r[0], int(r[1]), _metadata(r[2], self.where), float(r[3])) for r in rows]
+        with _stored(self.where):
+            return [Person(_text(r[0]), int(r[1]), _metadata(r[2], self.where), float(r[3]))
+                    for r in rows]  # fmt: skip
 
     def get(self, name: str) -> Person:
         with self.db.reading() as tx:
@@ -217,7 +221,9 @@ class Store:
                 (self.collection_id,),
             )
             dim = len(checked[0].embedding)
-            if existing is not None and (existing[0] != pack or int(existing[1]) != dim):
+            with _stored(self.where):
+                mixed = existing is not None and (existing[0] != pack or int(existing[1]) != dim)
+            if mixed and existing is not None:
                 raise GalleryError(
                     f"{self.where} holds templates of model pack {existing[0]!r}; refusing to "
                     f"mix in templates of {pack!r} (use another gallery, or re-enroll)"
@@ -278,18 +284,19 @@ class Store:
                 sql += " AND p.name = %s"
                 args = (self.collection_id, name)
             rows = tx.execute(sql + " ORDER BY t.id", args)
-        return [
-            Template(
-                int(r[0]),
-                str(r[1]),
-                self._vector(r[2], int(r[7]), str(r[3]), int(r[8])),
-                str(r[3]),
-                r[4],
-                None if r[5] is None else float(r[5]),
-                float(r[6]),
-            )  # fmt: skip
-            for r in rows
-        ]
+        with _stored(self.where):
+            return [
+                Template(
+                    int(r[0]),
+                    str(r[1]),
+                    self._vector(r[2], int(r[7]), str(r[3]), int(r[8])),
+                    str(r[3]),
+                    r[4],
+                    None if r[5] is None else float(r[5]),
+                    float(r[6]),
+                )  # fmt: skip
+                for r in rows
+            ]
 
     def remove_template(
         self, template_id: int, *, person: str | None = None, tx: Tx | None = None
@@ -325,7 +332,8 @@ class Store:
             row = tx.one("SELECT generation FROM collections WHERE id = %s", (self.collection_id,))
         if row is None:
             raise NotFoundError(f"{self.where}: the collection was deleted")
-        return int(row[0])
+        with _stored(self.where):
+            return int(row[0])
 
     def _build(self, previous: SearchIndex | None, generation: int) -> Any:
         with self.db.reading() as tx:
@@ -339,11 +347,11 @@ class Store:
                     "SELECT id, name FROM people WHERE collection_id = %s", (self.collection_id,)
                 )
             )
-        if rows:
-            emb = np.stack([self._vector(r[2], int(r[1]), str(r[3]), int(r[4])) for r in rows])
-        else:
-            emb = np.zeros((0, 1), np.float32)
-        pids = [int(r[1]) for r in rows]
+        with _stored(self.where):
+            vectors = [self._vector(r[2], int(r[1]), str(r[3]), int(r[4])) for r in rows]
+            emb = np.stack(vectors) if rows else np.zeros((0, 1), np.float32)
+            pids, ids = [int(r[1]) for r in rows], np.array([int(r[0]) for r in rows], np.int64)
+            quality = np.array([np.nan if r[5] is None else float(r[5]) for r in rows], np.float32)
         uniq = sorted(set(pids))
         if any(p not in names for p in uniq):
             raise GalleryError(f"{self.where}: a template belongs to no person (damaged)")
@@ -351,11 +359,11 @@ class Store:
         index = build_index(
             emb,
             np.array([remap[p] for p in pids], dtype=np.int64),
-            ids=np.array([int(r[0]) for r in rows], dtype=np.int64),
+            ids=ids,
             path=self.db.index_path(self.name),
             generation=None if self.db.read_only else generation,  # read-only: never saved
             previous=previous,
-            quality=np.array([np.nan if r[5] is None else float(r[5]) for r in rows], np.float32),
+            quality=quality,
         )
         return index, [str(names[p]) for p in uniq], uniq
 

@@ -147,7 +147,8 @@ def read_file(
             "it was read, or its size was not known in advance)"
         )
     if not data:
-        raise error(f"{path}: empty file (0 bytes), not an image")
+        what = ", not an image" if error is ImageError else ""
+        raise error(f"{path}: empty file (0 bytes){what}")
     return data
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import tenseal.sealapi as seal
 
-from faceprint.errors import GalleryError, NotFoundError
+from faceprint.errors import GalleryError, KeyFileError, NotFoundError
 from faceprint.match.search import combine, weights_of
 from faceprint.privacy.he import SLOTS, He, PublicKeys, load_public, load_secret
 
@@ -87,12 +87,16 @@ class EncryptedGallery:
                 raise ValueError("slot lists of different lengths")
             if len(self.person_norm) != len(self.people) or n != self.blocks * SLOTS:
                 raise ValueError("people or blocks do not match the slots")
-        except (ValueError, KeyError, TypeError) as exc:
+            if n and not -1 <= self.slot_person.min() <= self.slot_person.max() < len(self.people):
+                raise ValueError("a slot belongs to no person")
+            if not -1.0 <= self.threshold <= 1.0:  # also refuses NaN
+                raise ValueError(f"threshold {self.threshold} is not a cosine similarity")
+        except (ValueError, KeyError, TypeError, RecursionError, OSError) as exc:
             raise GalleryError(f"{manifest}: corrupted manifest ({exc})") from exc
 
     def check_key(self, key_id: str) -> None:
         if key_id != self.key_id:
-            raise GalleryError(
+            raise KeyFileError(
                 f"{self.path} was encrypted for key set {self.key_id}, not {key_id}: wrong keys"
             )
 
@@ -109,6 +113,17 @@ class EncryptedGallery:
         return blocks
 
 
+def check_out(out: Path) -> None:
+    """``out`` (and its .tmp/.old siblings) may be written: missing, or an encrypted
+    gallery's folder. Anything else (a gallery file, a folder of other files) is refused
+    untouched: it would be replaced."""
+    for p in (out, out.with_name(out.name + ".tmp"), out.with_name(out.name + ".old")):
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            raise GalleryError(f"{p}: exists and is not an encrypted gallery; not replacing it")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise GalleryError(f"{out}: a folder that is not an encrypted gallery; not replacing it")
+
+
 def _write(
     out: Path,
     meta: dict[str, Any],
@@ -116,6 +131,7 @@ def _write(
     keep_from: Path | None = None,
 ) -> None:
     """Write a gallery into a fresh directory, then swap it in (old one stays until then)."""
+    check_out(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True, mode=0o700)
@@ -175,6 +191,7 @@ class KeyHolder:
     ) -> EncryptedGallery:
         """Encrypt templates (rows, one name and id each, and their qualities) into the
         directory ``out``."""
+        check_out(Path(out))  # before any work
         emb = np.asarray(embeddings, dtype=np.float64)
         if emb.ndim != 2 or len(emb) == 0:
             raise GalleryError("nothing to encrypt: need (N, D) templates")

@@ -117,7 +117,9 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        # a body that cannot be parsed (malformed JSON or multipart) is invalid input: 422
+        status = 422 if exc.status_code == 400 else exc.status_code
+        return error(status, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, File, HTTPException, Path, Request, UploadFile
 
 from faceprint.gallery.database import check_collection
 from faceprint.service.auth import ApiKey
@@ -96,7 +96,11 @@ def list_faces(request: Request, key: Key, name: str, person: str) -> dict[str, 
 
 @router.delete("/collections/{name}/people/{person}/faces/{template_id}")
 def delete_face(
-    request: Request, key: Key, name: str, person: str, template_id: int
+    request: Request,
+    key: Key,
+    name: str,
+    person: str,
+    template_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # ids are 64-bit
 ) -> dict[str, Any]:
     g = gallery(request, key, name, "enroll")
     g.store.remove_template(template_id, person=person_name(person))
