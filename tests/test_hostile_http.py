@@ -217,3 +217,37 @@ def test_the_sweep_is_large(team: str, corpus: list[hostile.Case]) -> None:
     every = (path_probes(team) + json_probes() + multipart_probes(team) + field_probes(team)
              + image_probes(team, corpus))  # fmt: skip
     assert len(every) >= 300
+
+
+def test_uploads_are_worked_on_a_few_at_a_time() -> None:
+    """UploadSlots: of 12 simultaneous multipart requests at most ``limit`` are in the app
+    at once (the others wait before their body is read); other requests never wait."""
+    import asyncio
+
+    from faceprint.service.limits import UploadSlots
+
+    inside, most = 0, 0
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        await asyncio.sleep(0.01)
+        inside -= 1
+
+    slots = UploadSlots(app, limit=3)  # type: ignore[arg-type]
+
+    def scope(ctype: bytes) -> dict[str, object]:
+        return {"type": "http", "headers": [(b"content-type", ctype)]}
+
+    async def nothing() -> None:
+        return None
+
+    async def run(ctype: bytes, n: int) -> int:
+        nonlocal most
+        most = 0
+        await asyncio.gather(*(slots(scope(ctype), nothing, nothing) for _ in range(n)))  # type: ignore[arg-type]
+        return most
+
+    assert asyncio.run(run(b"multipart/form-data; boundary=x", 12)) == 3
+    assert asyncio.run(run(b"application/json", 12)) == 12

@@ -38,7 +38,7 @@ from faceprint.service import routes_gallery, routes_library, routes_recognise
 from faceprint.service.auth import KeyRing
 from faceprint.service.batching import MicroBatcher
 from faceprint.service.deps import DEFAULT_MAX_UPLOAD, ServiceState, client_address
-from faceprint.service.limits import BodyLimit
+from faceprint.service.limits import BodyLimit, UploadSlots, upload_slots
 from faceprint.service.routes_gallery import MAX_FILES
 
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -132,6 +132,7 @@ def create_app(
     # Innermost (added before the audit middleware): the body reader raises its 413 in the
     # route's own call stack, where FastAPI passes an HTTPException on unchanged.
     app.add_middleware(BodyLimit, limit=body_limit)
+    app.add_middleware(UploadSlots, limit=upload_slots())  # waits before the body is read
 
     @app.middleware("http")
     async def audit(
