@@ -218,6 +218,7 @@ COMMAND_MODULES: list[str] = [
     "faceprint.cli.video",
     "faceprint.cli.analyze",
     "faceprint.cli.privacy",
+    "faceprint.cli.attack",
     "faceprint.cli.library",
 ]
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from faceprint.errors import AuthError, FaceprintError
 from faceprint.gallery.database import Database
+from faceprint.service.defences import SCORE_MODES
 
 ROLES = ("admin", "enroll", "recognise")
 ALL = "*"
@@ -37,6 +38,9 @@ FAILED_BURST = 20
 FAILED_RATE = 1.0
 #: Most token buckets kept (least recently used dropped first).
 MAX_BUCKETS = 10_000
+#: Defaults of the score-leak defences per kind of key (README, "Score-leak attacks").
+DEFAULT_SCORES = {"admin": "full", "other": "rounded"}
+DEFAULT_TARGET_QUOTA = {"admin": MAX_COUNT, "other": 500}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class ApiKey:
     burst: int  # bucket size
     daily_quota: int  # recognition queries per UTC day
     revoked: bool = False
+    scores: str = "rounded"  # what similarities the key sees: full, rounded or none
+    target_quota: int = MAX_COUNT  # queries per UTC day aimed at one person
 
     @property
     def admin(self) -> bool:
@@ -87,8 +93,12 @@ def create_key(
     rate: float = 20.0,
     burst: int = 40,
     daily_quota: int = 10_000,
+    scores: str | None = None,
+    target_quota: int | None = None,
 ) -> tuple[str, ApiKey]:
-    """Create a key; returns the token (shown once, never stored) and the key record."""
+    """Create a key; returns the token (shown once, never stored) and the key record.
+    ``scores`` and ``target_quota`` default by role (:data:`DEFAULT_SCORES`,
+    :data:`DEFAULT_TARGET_QUOTA`)."""
     from faceprint.gallery.database import check_collection
 
     bad = [r for r in roles if r not in ROLES]
@@ -97,21 +107,30 @@ def create_key(
     if not collections:
         raise FaceprintError("a key needs --collections: names, or '*' for all")
     collections = [c if c == ALL else check_collection(c) for c in collections]
+    role = "admin" if "admin" in roles else "other"
+    scores = DEFAULT_SCORES[role] if scores is None else scores
+    target = DEFAULT_TARGET_QUOTA[role] if target_quota is None else target_quota
+    if scores not in SCORE_MODES:
+        raise FaceprintError(f"--scores must be one of {', '.join(SCORE_MODES)}")
     check_limits(rate, burst, daily_quota)
+    if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= MAX_COUNT:
+        raise FaceprintError(f"--target-quota must be a whole number from 1 to {MAX_COUNT}")
     if not name or len(name) > 100 or not name.isprintable():
         raise FaceprintError("a key's --name must be 1 to 100 printable characters")
     token = "fp_" + secrets.token_urlsafe(32)
     with db.transaction() as tx:
         row = tx.one(
             "INSERT INTO api_keys(name, token_hash, prefix, roles, collections, rate, burst, "
-            "daily_quota, created) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            "daily_quota, created, scores, target_quota) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (name, _digest(token), token[:7], json.dumps(roles), json.dumps(collections),
-             float(rate), burst, daily_quota, time.time()),
+             float(rate), burst, daily_quota, time.time(), scores, int(target)),
         )  # fmt: skip
     assert row is not None
     key = ApiKey(
-        int(row[0]), name, token[:7], tuple(roles), tuple(collections), rate, burst, daily_quota
-    )
+        int(row[0]), name, token[:7], tuple(roles), tuple(collections), rate, burst,
+        daily_quota, False, str(scores), int(target),
+    )  # fmt: skip
     return token, key
 
 
@@ -119,11 +138,13 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
     return ApiKey(
         int(row[0]), str(row[1]), str(row[2]), tuple(json.loads(str(row[3]))),
         tuple(json.loads(str(row[4]))), float(row[5]), int(row[6]), int(row[7]),
-        row[8] is not None,
+        row[8] is not None, str(row[9]), int(row[10]),
     )  # fmt: skip
 
 
-_COLUMNS = "id, name, prefix, roles, collections, rate, burst, daily_quota, revoked"
+_COLUMNS = (
+    "id, name, prefix, roles, collections, rate, burst, daily_quota, revoked, scores, target_quota"
+)
 
 
 def list_keys(db: Database) -> list[ApiKey]:

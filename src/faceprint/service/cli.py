@@ -14,6 +14,7 @@ from typing import Any
 
 from faceprint.cli.args import UsageError, count, positive_int
 from faceprint.errors import FaceprintError
+from faceprint.service.defences import SCORE_MODES
 
 
 def open_database(args: argparse.Namespace, *, create: bool) -> Any:
@@ -82,11 +83,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 burst=args.burst,
                 daily_quota=args.daily_quota,
+                scores=args.scores,
+                target_quota=args.target_quota,
             )
             print(token)
             print(
                 f"created key {key.id} ({key.name}): roles {','.join(key.roles)}, collections "
-                f"{','.join(key.collections)}; the token above is shown only once",
+                f"{','.join(key.collections)}, scores {key.scores}, {key.target_quota} queries "
+                "per person per day; the token above is shown only once",
                 file=sys.stderr,
             )
         elif args.action == "list":
@@ -95,7 +99,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 print(
                     f"{k.id}\t{k.name}\t{k.prefix}...\t{','.join(k.roles)}\t"
                     f"{','.join(k.collections)}\t{k.rate:g}/s burst {k.burst}\t"
-                    f"{k.daily_quota}/day\t{state}"
+                    f"{k.daily_quota}/day\tscores {k.scores}\t{k.target_quota}/person/day\t"
+                    f"{state}"
                 )
         else:
             if args.id is None:
@@ -151,4 +156,14 @@ def register(sub: Any, parents: Any) -> None:
     p.add_argument("--rate", type=_rate, default=20.0, help="requests per second")
     p.add_argument("--burst", type=count, default=40, help="requests allowed at once")
     p.add_argument("--daily-quota", type=count, default=10_000, help="recognition queries per day")
+    p.add_argument(
+        "--scores", choices=SCORE_MODES, default=None,
+        help="similarities the key sees: full (4 decimals), rounded (2) or none (decisions "
+        "only); default full for admin keys, rounded for others",
+    )  # fmt: skip
+    p.add_argument(
+        "--target-quota", type=count, default=None, metavar="N",
+        help="recognition queries per day aimed at one person (default: 500, unlimited "
+        "for admin keys)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_keys)

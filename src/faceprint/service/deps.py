@@ -3,7 +3,7 @@ Gallery of a collection (the core does the work; routes only translate HTTP)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import HTTPException, Request, UploadFile
@@ -15,6 +15,7 @@ from faceprint.gallery.store import check_name
 from faceprint.models.packs import Pack
 from faceprint.service.auth import ApiKey, KeyRing
 from faceprint.service.batching import MicroBatcher
+from faceprint.service.defences import ProbeWatch, shown
 from faceprint.types import Face, Image
 
 #: Default upload limit per file (bytes); ``faceprint serve --max-upload`` changes it.
@@ -29,6 +30,7 @@ class ServiceState:
     max_upload: int = DEFAULT_MAX_UPLOAD
     detector: str | None = None
     model_dir: str | Path | None = None
+    watch: ProbeWatch = field(default_factory=ProbeWatch)  # probing detection (one per app)
 
 
 def state(request: Request) -> ServiceState:
@@ -103,9 +105,9 @@ def read_upload(request: Request, upload: UploadFile) -> tuple[bytes, str]:
     return data, label
 
 
-def score(key: ApiKey, value: float) -> float:
-    """Scores as a key may see them: 4 decimals for admins, 2 for everyone else."""
-    return round(float(value), 4 if key.admin else 2)
+def score(key: ApiKey, value: float) -> float | None:
+    """A similarity as the key may see it (its ``scores`` setting: 4 decimals, 2, or none)."""
+    return shown(key.scores, value)
 
 
 def labelled(exc: FaceprintError, label: str) -> FaceprintError:

@@ -1,19 +1,28 @@
 """detect, verify and identify: the recognition queries (each spends the daily budget).
-The decisions are the core's (Gallery.identify_faces, Gallery.verify, verify)."""
+The decisions are the core's (Gallery.identify_faces, Gallery.verify, verify).
+
+The score-leak defences (:mod:`faceprint.service.defences`) apply here: similarities are
+shown as the key's ``scores`` setting allows; a non-admin key locked for probing is
+refused (429) before any work, and every probe against a gallery person is remembered
+(the one that locks the key is refused and audited as ``probing``); each query aimed at a
+person (identify's top candidate, verify's claimed person) spends the key's per-target
+budget (429 past it)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
 from faceprint.detect import detect
 from faceprint.detect.subject import subject
-from faceprint.errors import ImageError, NoFaceError
+from faceprint.errors import AuthError, ImageError, NoFaceError
 from faceprint.gallery import Gallery
 from faceprint.io import load_image
 from faceprint.match.verify import compare
 from faceprint.service.auth import ApiKey
+from faceprint.service.defences import LOCK, spend_target
 from faceprint.service.deps import (
     api_key,
     gallery,
@@ -86,13 +95,36 @@ def detect_faces(
         "faces": [
             {
                 "box": _box(f),
-                "score": score(key, f.score),
+                "score": round(float(f.score), 4 if key.scores == "full" else 2),
                 "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks],
                 **({"attributes": f.attributes} if wanted else {}),
             }
             for f in faces
         ],
     }
+
+
+def _watch(request: Request, key: ApiKey) -> None:
+    """429 while a non-admin key is locked for probing (admin keys are not watched)."""
+    if not key.admin:
+        state(request).watch.check(key.id)
+
+
+def _aimed(request: Request, key: ApiKey, collection: str, person: str) -> None:
+    """Spend one query of the key's daily budget aimed at ``person`` (429 past it)."""
+    spend_target(state(request).db, key.id, key.target_quota, collection, person)
+
+
+def _record(request: Request, key: ApiKey, face: Face, person: str, accepted: bool) -> None:
+    """Remember a probe of a non-admin key; the probe that locks the key is refused (429)
+    and audited as ``probing``."""
+    if key.admin or face.embedding is None:
+        return
+    vec = np.asarray(face.embedding, dtype=np.float32).reshape(-1)
+    vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
+    if state(request).watch.record(key.id, vec, person, accepted):
+        request.state.event = "probing"
+        raise AuthError("this API key is locked: its queries look like probing", 429, LOCK)
 
 
 def _subject(request: Request, g: Gallery | None, upload: UploadFile) -> Face:
@@ -121,11 +153,15 @@ def verify(
         g = gallery(request, key, collection_name, "recognise")
         name = person_name(person)
         g.get(name)  # 404 before spending any work
+        _watch(request, key)
         query(request, key)
+        _aimed(request, key, request.state.collection, name)
         face_a = _subject(request, g, a)
         result = g.verify(face_a, name, fmr=fmr)
+        _record(request, key, face_a, name, bool(result.same))
     else:
         assert b is not None
+        _watch(request, key)
         query(request, key)
         face_a = _subject(request, None, a)
         result = compare(face_a, _subject(request, None, b), fmr=fmr)
@@ -152,14 +188,22 @@ def identify(
 ) -> dict[str, Any]:
     """Who is in this photo? Every face: best match (or null below threshold) and top-k."""
     g = gallery(request, key, name, "recognise")
+    _watch(request, key)
     query(request, key)
     image, label = _image(request, file)
     faces = _faces(request, g, image)
     if not faces:
         raise NoFaceError(f"{label}: no face found")
     results = g.identify_faces(faces, top_k=top_k, fmr=fmr)
+    tops = [r.candidates[0].name if r.candidates else r.name for r in results]
+    for person in dict.fromkeys(t for t in tops if t is not None):
+        _aimed(request, key, request.state.collection, person)
+    for r, top in zip(results, tops, strict=True):
+        if top is not None:
+            _record(request, key, r.face, top, r.name is not None)
     request.state.result_size = len(results)
     threshold = results[0].threshold
+    decision_only = key.scores == "none"
     return {
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
@@ -170,7 +214,9 @@ def identify(
                 "box": _box(r.face),
                 "name": r.name,
                 "similarity": score(key, r.similarity),
-                "candidates": [
+                "candidates": []
+                if decision_only
+                else [
                     {"name": c.name, "similarity": score(key, c.similarity)} for c in r.candidates
                 ],
             }

@@ -89,8 +89,25 @@ DO $$ BEGIN
 END $$
 """
 
+#: Score-leak defences (service/defences.py): score exposure and a per-target budget per
+#: key, and the per-target counts. Existing keys keep what they had: full scores for admin
+#: keys, 2 decimals for the others.
+_V2 = """
+ALTER TABLE api_keys ADD COLUMN scores TEXT NOT NULL DEFAULT 'rounded';
+ALTER TABLE api_keys ADD COLUMN target_quota INTEGER NOT NULL DEFAULT 2000000000;
+UPDATE api_keys SET scores = 'full' WHERE roles LIKE '%"admin"%';
+CREATE TABLE IF NOT EXISTS target_usage (
+    key_id     INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+    day        TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    person     TEXT NOT NULL,
+    queries    INTEGER NOT NULL,
+    PRIMARY KEY (key_id, day, collection, person)
+)
+"""
+
 SERVICE: dict[str, list[str]] = {
-    "sqlite": [_SQLITE_V1],
-    "postgresql": [_POSTGRES_FROM_V1 + ";" + _POSTGRES_V1],
+    "sqlite": [_SQLITE_V1, _V2],
+    "postgresql": [_POSTGRES_FROM_V1 + ";" + _POSTGRES_V1, _V2],
 }
 COMPONENTS = [("service", SERVICE)]
