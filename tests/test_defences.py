@@ -93,11 +93,11 @@ def _reconstructor(
     return attack.Reconstructor(client, COLLECTION, fs, carrier, **kw)
 
 
-def _identify(token: str, url: str, name: str) -> httpx.Response:
+def _identify(token: str, url: str, name: str, **form: str) -> httpx.Response:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
         return c.post(
             f"/collections/{COLLECTION}/identify", files={"file": photo(name)},
-            data={"top_k": "5"}, timeout=120,
+            data={"top_k": "5", **form}, timeout=120,
         )  # fmt: skip
 
 
@@ -132,6 +132,23 @@ def test_score_exposure_follows_the_key(live: Live) -> None:
     admin = next(k for k in keys.values() if k.admin)
     assert admin.scores == "full" and admin.target_quota == 2_000_000_000
     assert keys[max(keys)].scores == "none" and keys[max(keys)].target_quota == 500
+
+
+def test_clients_cannot_loosen_the_threshold(live: Live) -> None:
+    """At FMR 1e-1 a 100-face dictionary matched every target: a non-admin key may ask for
+    at most the default 1e-3 (403 above it, before any work); an admin key may."""
+    token, key_id = live.key()
+    for fmr, status in (("0.1", 403), ("0.0011", 403), ("0.001", 200), ("0.0001", 200)):
+        r = _identify(token, live.url, "img1.jpg", fmr=fmr)
+        assert r.status_code == status, (fmr, r.text)
+        if status == 403:
+            assert r.json()["error"].startswith(f"fmr {float(fmr):g} is looser")
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {token}"}) as c:
+        form = {"collection": COLLECTION, "person": "angelina_jolie", "fmr": "0.1"}
+        r = c.post("/verify", files={"a": photo("img1.jpg")}, data=form, timeout=120)
+    assert r.status_code == 403
+    assert [s for s, _ in live.events(key_id)] == [403, 403, 200, 200, 403]
+    assert _identify(live.admin, live.url, "img1.jpg", fmr="0.1").status_code == 200
 
 
 def test_reconstruction_locks_the_key_and_is_audited(

@@ -7,6 +7,8 @@
 * **per-target probe budget** (``api_keys.target_quota``): recognition queries per UTC day
   in which one enrolled person is the top candidate (identify) or the claimed person
   (verify); past it the key gets 429 for that person until the next day;
+* **the loosest threshold a client may ask for**: a non-admin key's ``fmr`` is at most
+  :data:`MAX_CLIENT_FMR` (403 above it);
 * **probing detection**: many near-identical probes that are not accepted, all nearest to
   the same person, from one key within a few minutes (what a score-climbing optimiser
   sends) lock the key for a while (429 with Retry-After) and write an ``probing`` audit
@@ -26,6 +28,9 @@ from faceprint.errors import AuthError
 from faceprint.gallery.database import Database
 
 SCORE_MODES = ("full", "rounded", "none")
+#: Loosest false-match rate a non-admin key may ask for: at 1e-1 a one-batch dictionary of
+#: 100 strangers matched 10 of 10 targets, at the default 1e-3 none (README).
+MAX_CLIENT_FMR = 1e-3
 #: Probing: a probe counts when it is not accepted, its top candidate is the same person
 #: as the earlier one's, and its template is at least this similar to it.
 NEAR_DUPLICATE = 0.90

@@ -22,7 +22,7 @@ from faceprint.gallery import Gallery
 from faceprint.io import load_image
 from faceprint.match.verify import compare
 from faceprint.service.auth import ApiKey
-from faceprint.service.defences import LOCK, spend_target
+from faceprint.service.defences import LOCK, MAX_CLIENT_FMR, spend_target
 from faceprint.service.deps import (
     api_key,
     gallery,
@@ -110,6 +110,16 @@ def _watch(request: Request, key: ApiKey) -> None:
         state(request).watch.check(key.id)
 
 
+def _fmr(key: ApiKey, fmr: float | None) -> float | None:
+    """The FMR asked for; a non-admin key may not loosen the threshold past MAX_CLIENT_FMR."""
+    if fmr is not None and fmr > MAX_CLIENT_FMR and not key.admin:
+        raise AuthError(
+            f"fmr {fmr:g} is looser than this API key may ask for (at most {MAX_CLIENT_FMR:g})",
+            403,
+        )
+    return fmr
+
+
 def _aimed(request: Request, key: ApiKey, collection: str, person: str) -> None:
     """Spend one query of the key's daily budget aimed at ``person`` (429 past it)."""
     spend_target(state(request).db, key.id, key.target_quota, collection, person)
@@ -147,6 +157,7 @@ def verify(
 ) -> dict[str, Any]:
     """Same person? Photo ``a`` against photo ``b``, or against ``person`` in ``collection``."""
     key.require("recognise")
+    fmr = _fmr(key, fmr)
     if (b is None) == (person is None) or (person is not None and not collection_name):
         raise HTTPException(422, "give either photo 'b', or 'collection' and 'person'")
     if collection_name is not None and person is not None:
@@ -188,6 +199,7 @@ def identify(
 ) -> dict[str, Any]:
     """Who is in this photo? Every face: best match (or null below threshold) and top-k."""
     g = gallery(request, key, name, "recognise")
+    fmr = _fmr(key, fmr)
     _watch(request, key)
     query(request, key)
     image, label = _image(request, file)
