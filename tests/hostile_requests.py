@@ -253,3 +253,50 @@ def image_probes(team: str, corpus: list[hostile.Case]) -> list[Probe]:
                       {"files": [("files", file)]}),
             ]  # fmt: skip
     return probes
+
+
+def library_probes(team: str) -> list[Probe]:
+    """The photo-library routes: bad names in the path and query, bad ids, bad JSON bodies.
+    The collection has no indexed photos, so a valid-looking request finds nothing (404)."""
+    lib = f"/collections/{team}/library"
+    probes = []
+    for label, bad in BAD_NAMES.items():
+        probes += [
+            Probe(f"library_people_c_{label}", "GET", f"/collections/{bad}/library/people",
+                  {404, 422}),
+            Probe(f"library_photos_person_{label}", "GET", f"{lib}/photos?person={bad}",
+                  {200, 404, 422}),
+            Probe(f"library_name_c_{label}", "POST", f"/collections/{bad}/library/name",
+                  {404, 422}, {"json": {"cluster": 1, "name": "x"}}),
+        ]  # fmt: skip
+    ids = ["-1", "x", "9" * 30, "1%00", "1e3", "4611686018427387905"]
+    probes += [Probe(f"library_thumbnail_{i}", "GET", f"{lib}/faces/{v}/thumbnail", {422})
+               for i, v in enumerate(ids)]  # fmt: skip
+    probes += [
+        Probe("library_thumbnail_size_0", "GET", f"{lib}/faces/1/thumbnail?size=0", {422}),
+        Probe("library_thumbnail_unknown", "GET", f"{lib}/faces/999/thumbnail", {404}),
+    ]
+    bodies: dict[str, tuple[str, object]] = {
+        "name_nul": ("name", {"cluster": 1, "name": "a\u0000b"}),
+        "name_bidi": ("name", {"cluster": 1, "name": "\u202eevil"}),
+        "name_huge_id": ("name", {"cluster": 2**70, "name": "x"}),
+        "name_float_id": ("name", {"cluster": 1.5, "name": "x"}),
+        "name_string_id": ("name", {"cluster": "1", "name": "x"}),
+        "name_list": ("name", [1, 2]),
+        "merge_negative": ("merge", {"a": -1, "b": 2}),
+        "merge_missing": ("merge", {"a": 1}),
+        "split_empty": ("split", {"cluster": 1, "faces": []}),
+        "split_too_many": ("split", {"cluster": 1, "faces": list(range(5000))}),
+        "split_nested": ("split", {"cluster": 1, "faces": [[1]]}),
+        "move_neither": ("move", {"face": 1}),
+        "move_control": ("move", {"face": 1, "person": "a\u0001b"}),
+        "not_unknown": ("not", {"face": 999, "person": "x"}),
+        "hide_undo_text": ("hide", {"face": 1, "undo": "maybe"}),
+        "hide_unknown": ("hide", {"face": 999}),
+    }
+    probes += [Probe(f"library_{k}", "POST", f"{lib}/{route}", {404, 409, 422}, {"json": body})
+               for k, (route, body) in bodies.items()]  # fmt: skip
+    probes += [Probe(f"library_{r}_malformed", "POST", f"{lib}/{r}", {422},
+                     {"content": b"{" * 50_000, "headers": JSON})
+               for r in ("name", "merge", "split", "move", "not", "hide")]  # fmt: skip
+    return probes

@@ -27,6 +27,7 @@ from tests.hostile_requests import (
     field_probes,
     image_probes,
     json_probes,
+    library_probes,
     multipart_probes,
     path_probes,
 )  # fmt: skip
@@ -119,6 +120,10 @@ def test_hostile_multipart(service: Service, team: str) -> None:
 
 def test_hostile_form_fields(service: Service, team: str) -> None:
     _run(service, team, field_probes(team))
+
+
+def test_hostile_library_routes(service: Service, team: str) -> None:
+    _run(service, team, library_probes(team))
 
 
 def test_hostile_images(service: Service, team: str, corpus: list[hostile.Case]) -> None:
@@ -215,7 +220,7 @@ def test_unaudited_pages_stay_up(service: Service) -> None:
 
 def test_the_sweep_is_large(team: str, corpus: list[hostile.Case]) -> None:
     every = (path_probes(team) + json_probes() + multipart_probes(team) + field_probes(team)
-             + image_probes(team, corpus))  # fmt: skip
+             + library_probes(team) + image_probes(team, corpus))  # fmt: skip
     assert len(every) >= 300
 
 
