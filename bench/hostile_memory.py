@@ -6,11 +6,18 @@ model (the process itself), identify on a normal photo (the models' footprint), 
 budget, and three threads decoding the 100 MP JPEG at once in one process (a server
 receiving three such uploads).
 
+The service cases start ``faceprint serve`` afresh for each case (on the bench's gallery, or
+``--database URL``) and report its peak RSS and the most bytes it held in open files
+(spooled uploads): one normal photo (the models' footprint), a chunked 1 GB body without
+Content-Length (cut off at the body limit), and ``--clients`` (10) simultaneous uploads of
+each 100 MP image (the decode and upload slots bound them).
+
 The inputs are built by tests/hostile.py in a temporary directory. To measure another
 version of faceprint, point PYTHONPATH at its ``src``:
 
     python bench/hostile_memory.py
-    PYTHONPATH=/path/to/other/src python bench/hostile_memory.py
+    python bench/hostile_memory.py --no-cli            # the service cases only
+    PYTHONPATH=/path/to/other/src python bench/hostile_memory.py --no-service
 
 With ``--estimates``: the decode budget's estimate of each format's peak memory next to
 the measured peak of decoding a 20 MP photo-like image in that format (the estimate must
