@@ -163,3 +163,18 @@ def test_serve_refuses_a_bad_port(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "not a TCP port" in capsys.readouterr().err
     with socket.socket() as s:
         assert s  # nothing was started
+
+
+def test_serve_takes_upload_sizes_with_units(capsys: pytest.CaptureFixture[str]) -> None:
+    from faceprint.cli.main import build_parser
+
+    for text, size in (
+        ("10485760", 10 << 20),
+        ("10M", 10 << 20),
+        ("512K", 512 << 10),
+        ("1G", 1 << 30),
+    ):
+        assert build_parser().parse_args(["serve", "--max-upload", text]).max_upload == size
+    for text in ("0", "2G", "ten", "nan"):
+        assert main(["serve", "--max-upload", text]) == 1
+        assert "--max-upload" in capsys.readouterr().err

@@ -68,6 +68,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+#: Largest per-photo upload a service may accept.
+MAX_UPLOAD_BYTES = 1 << 30
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def byte_size(text: str) -> int:
+    """A size in bytes, optionally with a unit (``10M``, ``512k``, ``1G``): 1 KiB to 1 GiB."""
+    raw = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = raw[-1:] if raw[-1:] in ("k", "m", "g") else ""
+    value = int(_number(raw[: len(raw) - len(unit)], int)) * _UNITS[unit]
+    if not 1024 <= value <= MAX_UPLOAD_BYTES:
+        raise argparse.ArgumentTypeError(f"{text} must be a size from 1K to 1G (bytes)")
+    return value
+
+
 def count(text: str) -> int:
     """A whole number stored in a 32-bit column (1 .. 2,000,000,000)."""
     value = int(_number(text, int))

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from faceprint.cli.args import UsageError, count, positive_int
+from faceprint.cli.args import UsageError, byte_size, count, positive_int
 from faceprint.errors import FaceprintError
 from faceprint.service.defences import SCORE_MODES
 
@@ -137,7 +137,10 @@ def register(sub: Any, parents: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
-        "--max-upload", type=positive_int, default=10 * 1024 * 1024, help="bytes per image"
+        "--max-upload",
+        type=byte_size,
+        default=10 * 1024 * 1024,
+        help="largest photo in bytes, or with a unit (10M, 512K, 1G); default 10M",
     )
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
