@@ -79,18 +79,25 @@ def service(
     """The service live on loopback, on each engine in turn."""
     with database(request.param, tmp_path_factory.mktemp("service")) as (db, cli):
         app = create_app(db, max_upload=MAX_UPLOAD)
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.05)
-        admin, _ = create_key(db, "admin", ["admin"], ["*"], rate=1000, burst=1000)
-        yield Service(f"http://127.0.0.1:{port}", db, app, admin, cli)
+        with serving(app) as url:
+            admin, _ = create_key(db, "admin", ["admin"], ["*"], rate=1000, burst=1000)
+            yield Service(url, db, app, admin, cli)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port (in a thread); yields its URL."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
         server.should_exit = True
         thread.join(timeout=10)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -50,22 +49,14 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The service on loopback on the embedded gallery file (``ENGINE``; "postgresql" works
     the same): the one place that knows how it starts, makes keys and keeps its audit log."""
-    import uvicorn
-
     from faceprint.service.app import create_app
     from faceprint.service.auth import create_key
-    from tests.servicetools import _free_port, database
+    from tests.servicetools import database, serving
 
-    with database(ENGINE, tmp_path_factory.mktemp("service")) as (db, _):
-        port = _free_port()
-        config = uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="error")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.05)
+    with (
+        database(ENGINE, tmp_path_factory.mktemp("service")) as (db, _),
+        serving(create_app(db)) as url,
+    ):
 
         def make_key(roles: list[str], **limits: Any) -> tuple[str, int]:
             token, key = create_key(db, "attack-test", roles, ["*"], **limits)
@@ -80,9 +71,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             return Counter({int(s): int(n) for s, n in rows})
 
         admin, _ = make_key(["admin"], rate=1000, burst=1000)
-        yield Live(f"http://127.0.0.1:{port}", admin, make_key, audited)
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield Live(url, admin, make_key, audited)
 
 
 @pytest.fixture(scope="module")

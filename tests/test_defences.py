@@ -4,8 +4,6 @@ through the HTTP API with the attack harness (faceprint.eval.attack)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from faceprint.gallery.database import Database
 from faceprint.service.auth import create_key, list_keys
 from faceprint.service.defences import LOCK, PROBES_TO_LOCK, shown
 from tests.conftest import FACES, SHARED
-from tests.servicetools import _free_port, database, photo
+from tests.servicetools import database, photo, serving
 
 LFW = SHARED / "lfw-dev"
 LABELS = Path(__file__).parent / "data" / "identities.csv"
@@ -51,27 +49,16 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The service on loopback (embedded gallery file) with ten people enrolled."""
-    import uvicorn
-
     from faceprint.service.app import create_app
 
-    with database("sqlite", tmp_path_factory.mktemp("service")) as (db, _):
-        port = _free_port()
-        config = uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="error")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.05)
+    with (
+        database("sqlite", tmp_path_factory.mktemp("service")) as (db, _),
+        serving(create_app(db)) as url,
+    ):
         admin, _ = create_key(db, "admin", ["admin"], ["*"], rate=1000, burst=1000)
-        url = f"http://127.0.0.1:{port}"
         with ServiceClient(url, admin) as setup:
             people = attack.enroll_targets(setup, COLLECTION, FACES, LABELS, 10, per_target=1)
         yield Live(url, db, admin, sorted(people))
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
