@@ -27,10 +27,12 @@ from faceprint.match.search import F32, I64, Hit, combine, mean_templates, weigh
 FETCH_PER_PERSON = 16
 #: Fewest templates fetched per probe.
 MIN_FETCH = 64
-#: Inverted lists probed per search (of 1024 at 1M templates). bench/search_scale.py, 1M:
-#: recall@1 vs exact 0.978-0.991 at 4, 0.997-1.0 at 8, 1.0 at 16 for 0.3-0.8 ms per probe
-#: (2 cores, quiet; about 2 ms when loaded), so 16 for a margin on real, less tidy data.
-DEFAULT_NPROBE = 16
+#: Inverted lists probed per search (of 1024 at 1M templates). bench/search_scale.py, 1M
+#: synthetic templates drawn from the real templates' distribution (impostor cosines
+#: 0.78-0.90, as real ones): recall@1 vs exact 0.926 at 8, 0.965 at 16, 0.992 at 32, 1.000
+#: at 64, for 0.34 / 0.66 / 0.98 / 1.81 ms per probe (exact: 6.6 ms batched, 54 ms one at
+#: a time). Random unit vectors (faceprint 0.1's bench) had given 1.0 at 16.
+DEFAULT_NPROBE = 64
 #: Training vectors per inverted list (FAISS wants at least 39).
 TRAIN_PER_LIST = 40
 #: Retrain instead of adding incrementally once this share of the index is new.
