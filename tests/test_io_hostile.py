@@ -60,13 +60,15 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hostile")
 
 
-_built: dict[str, list[hostile.Case]] = {}
+_built: dict[tuple[str, Path], list[hostile.Case]] = {}
 
 
 def cases_of(category: str, root: Path) -> list[hostile.Case]:
-    if category not in _built:
-        _built[category] = hostile.build(root, {category}, face_photo=FACES / "img13.jpg")
-    return _built[category]
+    """The corpus of one category under ``root``, built once per root (another module's
+    corpus may have its permissions changed when that module ends)."""
+    if (category, root) not in _built:
+        _built[category, root] = hostile.build(root, {category}, face_photo=FACES / "img13.jpg")
+    return _built[category, root]
 
 
 def check_decoded(case: hostile.Case, image: np.ndarray, scale: float) -> list[str]:
