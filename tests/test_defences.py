@@ -118,7 +118,7 @@ def test_score_exposure_follows_the_key(live: Live) -> None:
     keys = {k.id: k for k in list_keys(live.db)}
     admin = next(k for k in keys.values() if k.admin)
     assert admin.scores == "full" and admin.target_quota == 2_000_000_000
-    assert keys[max(keys)].scores == "none" and keys[max(keys)].target_quota == 500
+    assert keys[max(keys)].scores == "none" and keys[max(keys)].target_quota == 100
 
 
 def test_clients_cannot_loosen_the_threshold(live: Live) -> None:

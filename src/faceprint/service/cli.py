@@ -166,7 +166,7 @@ def register(sub: Any, parents: Any) -> None:
     )  # fmt: skip
     p.add_argument(
         "--target-quota", type=count, default=None, metavar="N",
-        help="recognition queries per day aimed at one person (default: 500, unlimited "
+        help="recognition queries per day aimed at one person (default: 100, unlimited "
         "for admin keys)",
     )  # fmt: skip
     p.set_defaults(func=cmd_keys)
