@@ -4,6 +4,7 @@ embedded, EXIF orientation), HEIC photos, and indexing on Ray."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,7 +20,11 @@ from tests.conftest import FACES
 from tests.test_library_cli import face, quiet, shown, shrink
 
 EXIFTOOL = shutil.which("exiftool")
-needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")
+#: exiftool (Debian's libimage-exiftool-perl) is the real reader these tests need: skipped
+#: where it is missing, but a failure in CI (CI=true), so they never pass by not running.
+needs_exiftool = pytest.mark.skipif(
+    EXIFTOOL is None and not os.environ.get("CI"), reason="exiftool is not installed"
+)
 
 
 def exiftool(*args: str) -> Any:
