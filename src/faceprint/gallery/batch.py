@@ -12,8 +12,11 @@ Ray is optional (``pip install 'faceprint[scale]'``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +38,52 @@ _ENV_KEYS = (
     "FACEPRINT_MAX_DECODES",
     "FACEPRINT_PROVIDERS",
 )
+
+
+@dataclass(frozen=True)
+class RaySession:
+    ray: Any  # the ray module, connected
+    actors: int  # workers to start: one CPU each, at most one per piece of work
+    env: dict[str, str]  # FACEPRINT_* settings for the workers
+    threads: int  # ONNX Runtime threads per worker
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise FaceprintError(
+            "--ray needs Ray: pip install 'faceprint[scale]' (or leave out --ray)"
+        ) from exc
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None, work: int, concurrency: int | None) -> Iterator[RaySession]:
+    """Ray on the cluster at ``address``, the one already connected, or a local one started
+    (and stopped) here, sized for ``work`` pieces of work (enrollment and indexing)."""
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False,
+                         object_store_memory=256 * 1024 * 1024)  # fmt: skip
+        except Exception as exc:  # ray raises ConnectionError, RuntimeError, ...
+            where = address or "a local Ray cluster"
+            raise FaceprintError(f"cannot start or reach {where}: {exc}") from exc
+        started = True
+    try:
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        actors = max(1, min(concurrency or cpus, cpus, work))
+        env = {k: os.environ[k] for k in _ENV_KEYS if k in os.environ}
+        threads = int(os.environ.get("FACEPRINT_THREADS", "0")) or max(1, cpus // actors)
+        yield RaySession(ray, actors, env, threads)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 class EnrollWorker:
@@ -102,53 +151,30 @@ def enroll_ray(
 ) -> enrollment.BatchReport:
     """Enroll on Ray Data: the cluster at ``address`` (or the one already connected), or
     a local one started (and stopped) here."""
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise FaceprintError(
-            "--ray needs Ray: pip install 'faceprint[scale]' (or leave out --ray)"
-        ) from exc
+    import_ray()
+    import ray.data
+
     of = pack(store.pack)
     report = enrollment.BatchReport()
     todo = enrollment.pending(store, jobs, report)
     if not todo:
         return report
-    started = False
-    if not ray.is_initialized():
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(
-                    include_dashboard=False,
-                    object_store_memory=256 * 1024 * 1024,
-                    log_to_driver=False,
-                )
-        except Exception as exc:  # ray raises ConnectionError, RuntimeError, ...
-            where = address or "a local Ray cluster"
-            raise FaceprintError(f"cannot start or reach {where}: {exc}") from exc
-        started = True
-    try:
+    with ray_session(address, len(todo), concurrency) as session:
         ray.data.DataContext.get_current().enable_progress_bars = False
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        actors = max(1, min(concurrency or cpus, cpus, len(todo)))
-        env = {k: os.environ[k] for k in _ENV_KEYS if k in os.environ}
-        threads = int(os.environ.get("FACEPRINT_THREADS", "0")) or max(1, cpus // actors)
         ds = ray.data.from_items(
             [{"name": n, "path": str(p)} for n, p in todo],
-            override_num_blocks=max(1, min(len(todo) // batch_size, 4 * actors)),
+            override_num_blocks=max(1, min(len(todo) // batch_size, 4 * session.actors)),
         ).map_batches(
             EnrollWorker,
             fn_constructor_kwargs={
                 "pack_id": of.id,
                 "rules": rules,
-                "env": env,
-                "threads": threads,
+                "env": session.env,
+                "threads": session.threads,
             },
             batch_size=batch_size,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors),
+            compute=ray.data.ActorPoolStrategy(size=session.actors),
             num_cpus=1,
         )
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
@@ -163,7 +189,4 @@ def enroll_ray(
                 enrollment.write(store, name, ready, of, report)
             if progress:
                 progress(len(rows))
-    finally:
-        if started:
-            ray.shutdown()
     return report
