@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 from faceprint.library import xmp_rdf as rdf
 from faceprint.library.xmp_rdf import RDF, XmpError, q
+from faceprint.models.store import atomic_write
 from faceprint.types import Box
 
 __all__ = [
@@ -286,15 +286,5 @@ def write_sidecar(
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, data, mode)
     return target
