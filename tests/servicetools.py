@@ -4,6 +4,7 @@ test modules: ``from tests.servicetools import service, ...``)."""
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
 import time
@@ -113,3 +114,27 @@ def no_face_png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def chromium(width: int, height: int) -> Any:
+    """A headless Debian Chromium under selenium (quit it when done); skipped where it is
+    missing, but a failure in CI (CI=true)."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        message = "Debian chromium and chromium-driver are needed (apt-get install ...)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                f"--window-size={width},{height}"):  # fmt: skip
+        opts.add_argument(arg)
+    return webdriver.Chrome(options=opts, service=DriverService(str(CHROMEDRIVER)))

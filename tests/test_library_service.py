@@ -11,13 +11,11 @@ import pytest
 
 from faceprint.cli.main import main
 from tests.conftest import FACES
-from tests.servicetools import Service
+from tests.servicetools import Service, chromium
 from tests.test_library_cli import face, shrink
 
 PHOTOS = ["img1.jpg", "img2.jpg", "img4.jpg", "img13.jpg", "img14.jpg", "img15.jpg",
           "img29.jpg", "img30.jpg", "couple.jpg"]  # fmt: skip
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -142,23 +140,10 @@ def test_people_page_names_merges_splits_and_moves_in_chromium(
     service: Service, indexed: Path, tmp_path: Path
 ) -> None:
     """The page at /people in headless Chromium; each action checked through the API."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        message = "Debian chromium and chromium-driver are needed (apt-get install ...)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--window-size=1180,760"):  # fmt: skip
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=DriverService(str(CHROMEDRIVER)))
+    driver = chromium(1180, 760)
     api = service.client(service.admin)
     try:
         driver.get(service.url + "/people")

@@ -10,7 +10,7 @@ import pytest
 
 from faceprint.service.auth import create_key, revoke_key
 from tests.conftest import FACES, SHARED
-from tests.servicetools import MAX_UPLOAD, Service, no_face_png, photo
+from tests.servicetools import MAX_UPLOAD, Service, chromium, no_face_png, photo
 
 
 @pytest.fixture(scope="module")
@@ -240,37 +240,14 @@ def test_concurrent_requests_are_batched_and_all_correct(
     assert batcher.batches - batches < served  # several requests shared an ONNX call
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
 def test_web_page_enrolls_identifies_and_draws_boxes(
     service: Service, groups: list[list[str]], tmp_path: Path
 ) -> None:
     """The page at / in headless Chromium: key, enroll from photos, identify, boxes drawn."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        message = "Debian chromium and chromium-driver are needed (apt-get install ...)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--window-size=1000,1400",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=DriverService(str(CHROMEDRIVER)))
+    driver = chromium(1000, 1400)
     group = groups[0]
     try:
         driver.get(service.url + "/")
