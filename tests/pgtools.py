@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -41,3 +43,40 @@ def temp_database(admin_url: str = ADMIN_URL) -> Iterator[str]:
             yield _with_db(admin_url, name)
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def opener_of(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest, components: Any = None
+) -> Iterator[Callable[[], Any]]:
+    """A function opening (another connection to) one fresh database of ``engine``
+    ("sqlite": a file in ``tmp_path``; "postgresql": the module's ``pg_url`` fixture),
+    with ``components``; on exit the PostgreSQL database is left empty for the next test."""
+    opened: list[Any] = []
+    extra = {} if components is None else {"components": components}
+    if engine == "sqlite":
+        from faceprint.gallery.sqlite import SqliteDatabase
+
+        def open_db() -> Any:
+            opened.append(SqliteDatabase(tmp_path / "g.db", create=True, **extra))
+            return opened[-1]
+    else:
+        from faceprint.gallery.postgres import PostgresDatabase
+
+        url = request.getfixturevalue("pg_url")
+
+        def open_db() -> Any:
+            opened.append(PostgresDatabase(url, max_connections=4, **extra))
+            return opened[-1]
+
+    try:
+        yield open_db
+        if opened and engine != "sqlite":
+            cleaner = opened[0]
+            for c in cleaner.collections():
+                cleaner.delete_collection(c.name)
+            with cleaner.transaction() as tx:
+                tx.execute("DELETE FROM db_meta")
+    finally:
+        for d in opened:
+            d.close()

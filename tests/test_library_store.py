@@ -23,7 +23,7 @@ from faceprint.library.store import Library
 from faceprint.library.view import listing
 from faceprint.models.packs import DEFAULT_PACK
 from faceprint.types import Box, Face
-from tests.pgtools import temp_database
+from tests.pgtools import opener_of, temp_database
 
 Opener = Callable[[], Database]
 
@@ -37,31 +37,8 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens (another connection to) one fresh database of the engine, library included."""
-    opened: list[Database] = []
-    if request.param == "sqlite":
-        from faceprint.gallery.sqlite import SqliteDatabase
-
-        def open_db() -> Database:
-            opened.append(SqliteDatabase(tmp_path / "g.db", create=True, components=[COMPONENT]))
-            return opened[-1]
-    else:
-        from faceprint.gallery.postgres import PostgresDatabase
-
-        url = request.getfixturevalue("pg_url")
-
-        def open_db() -> Database:
-            opened.append(PostgresDatabase(url, max_connections=4, components=[COMPONENT]))
-            return opened[-1]
-
-    yield open_db
-    if opened:  # leave the shared PostgreSQL database empty for the next test
-        cleaner = opened[0]
-        for c in cleaner.collections():
-            cleaner.delete_collection(c.name)
-        with cleaner.transaction() as tx:
-            tx.execute("DELETE FROM db_meta")
-    for d in opened:
-        d.close()
+    with opener_of(request.param, tmp_path, request, components=[COMPONENT]) as open_db:
+        yield open_db
 
 
 @pytest.fixture()

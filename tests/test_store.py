@@ -15,7 +15,7 @@ from faceprint.errors import GalleryError, NotFoundError
 from faceprint.gallery.database import Conflict, Database
 from faceprint.gallery.store import NewTemplate, Store
 from faceprint.match.search import ExactIndex
-from tests.pgtools import temp_database
+from tests.pgtools import opener_of, temp_database
 
 ENGINES = ["sqlite", "postgresql"]
 
@@ -42,33 +42,8 @@ Opener = Callable[[], Database]
 @pytest.fixture(params=ENGINES)
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """A function opening (another connection to) one fresh database of the engine."""
-    opened: list[Database] = []
-    if request.param == "sqlite":
-        from faceprint.gallery.sqlite import SqliteDatabase
-
-        path = tmp_path / "g.db"
-
-        def open_db() -> Database:
-            opened.append(SqliteDatabase(path, create=True))
-            return opened[-1]
-    else:
-        from faceprint.gallery.postgres import PostgresDatabase
-
-        url = request.getfixturevalue("pg_url")
-
-        def open_db() -> Database:
-            opened.append(PostgresDatabase(url, max_connections=4))
-            return opened[-1]
-
-    yield open_db
-    if opened:  # leave the shared PostgreSQL database empty and clear for the next test
-        cleaner = opened[0]
-        for c in cleaner.collections():
-            cleaner.delete_collection(c.name)
-        with cleaner.transaction() as tx:
-            tx.execute("DELETE FROM db_meta")
-    for d in opened:
-        d.close()
+    with opener_of(request.param, tmp_path, request) as open_db:
+        yield open_db
 
 
 @pytest.fixture()
