@@ -21,7 +21,7 @@ from faceprint.errors import AuthError, ImageError, NoFaceError
 from faceprint.gallery import Gallery
 from faceprint.io import load_image
 from faceprint.match.verify import compare
-from faceprint.service.auth import ApiKey
+from faceprint.service.auth import MAX_COUNT, ApiKey
 from faceprint.service.defences import LOCK, MAX_CLIENT_FMR, spend_target
 from faceprint.service.deps import (
     api_key,
@@ -121,7 +121,10 @@ def _fmr(key: ApiKey, fmr: float | None) -> float | None:
 
 
 def _aimed(request: Request, key: ApiKey, collection: str, person: str) -> None:
-    """Spend one query of the key's daily budget aimed at ``person`` (429 past it)."""
+    """Spend one query of the key's daily budget aimed at ``person`` (429 past it); an
+    unlimited budget (admin keys) is not counted, so it costs no database write."""
+    if key.target_quota >= MAX_COUNT:
+        return
     spend_target(state(request).db, key.id, key.target_quota, collection, person)
 
 
